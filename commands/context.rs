@@ -1,0 +1,59 @@
+//! What every subcommand gets: the effective configuration, the validated thresholds and the
+//! output preferences.
+
+use anyhow::{Context as _, Result};
+use kidjamo::config::{self, Config, Environment};
+use kidjamo::domain::thresholds::Thresholds;
+use std::path::Path;
+
+pub struct Context {
+    pub config: Config,
+    pub env: Environment,
+    pub thresholds: Thresholds,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Context {
+    pub fn new(
+        config_flag: Option<&Path>,
+        thresholds_flag: Option<&Path>,
+        quiet: bool,
+        verbose: u8,
+    ) -> Result<Context> {
+        let env = config::process_environment();
+        let path = config::config_path(config_flag, &env);
+        let config = config::load(path.as_deref(), &env)?;
+        let thresholds_path = thresholds_flag
+            .map(Path::to_path_buf)
+            .or_else(|| config.thresholds.clone());
+        let thresholds = match &thresholds_path {
+            None => Thresholds::reference(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read thresholds file {}", p.display()))?;
+                Thresholds::from_yaml(&text)
+                    .with_context(|| format!("thresholds file {} is invalid", p.display()))?
+            }
+        };
+        Ok(Context {
+            config,
+            env,
+            thresholds,
+            quiet,
+            verbose,
+        })
+    }
+}
+
+/// A next step for errors whose fix is not obvious from the message.
+pub fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
+    let text = err.to_string();
+    if text.contains("thresholds file") {
+        Some("start from fixtures/thresholds.yaml; its header explains every key")
+    } else if text.contains("is not empty") {
+        None
+    } else {
+        None
+    }
+}

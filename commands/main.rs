@@ -1,0 +1,97 @@
+//! The `kidjamo` command line: parses arguments, sets up logging, loads configuration and
+//! thresholds, dispatches to one subcommand, and maps the outcome to an exit code
+//! (0 success, 1 "ran, and the answer is no", 2 error).
+
+mod config_cmd;
+mod context;
+mod progress;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use context::Context;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Data-engineering toolkit for remote monitoring of people living with sickle-cell disease.
+#[derive(Parser)]
+#[command(name = "kidjamo", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file (default: ./kidjamo.yaml when present, or $KIDJAMO_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Clinical thresholds file (default: the shipped reference thresholds).
+    #[arg(long, global = true, value_name = "FILE")]
+    thresholds: Option<PathBuf>,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// No progress bar.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic cohort and its measurements, deterministically from --seed.
+    Simulate(simulate::Args),
+    /// Inspect the effective configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let outcome = Context::new(
+        cli.config.as_deref(),
+        cli.thresholds.as_deref(),
+        cli.quiet,
+        cli.verbose,
+    )
+    .and_then(|ctx| match cli.command {
+        Command::Simulate(args) => simulate::run(args, &ctx),
+        Command::Config(cmd) => config_cmd::run(cmd, &ctx),
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("caused by: {cause}");
+            }
+            if let Some(hint) = context::hint_for(&err) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,405 @@
+//! Bronze and quarantine Parquet writers (SPEC §6). Bronze holds typed, valid records exactly as
+//! received plus ingest metadata, partitioned by event date; quarantine holds every record that
+//! failed validation with one reason code per failed rule and its raw payload, partitioned by
+//! ingest date. Records in = Bronze + quarantine, always.
+
+use super::layout;
+use crate::domain::measurement::Rejection;
+use crate::domain::time::UtcMillis;
+use crate::domain::Measurement;
+use crate::output::{HashedFile, OutputError, SharedFile, WrittenFile};
+use polars::io::parquet::write::BatchedWriter as ParquetBatchedWriter;
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// Rows per Parquet row group: big enough for good compression and statistics, small enough
+/// that a handful of open partitions stay within a few hundred MB.
+const ROW_GROUP_ROWS: usize = 131_072;
+
+/// A Bronze record: the measurement and where and when it came in.
+pub struct Received<'a> {
+    pub measurement: &'a Measurement,
+    pub received_at: UtcMillis,
+    pub source_offset: i64,
+}
+
+#[derive(Default)]
+struct BronzeBuffer {
+    message_id: Vec<Uuid>,
+    patient_id: Vec<Uuid>,
+    device_id: Vec<Uuid>,
+    recorded_at: Vec<i64>,
+    spo2_pct: Vec<Option<f64>>,
+    heart_rate_bpm: Vec<Option<i16>>,
+    respiratory_rate_min: Vec<Option<i16>>,
+    temperature_c: Vec<Option<f64>>,
+    ambient_temperature_c: Vec<Option<f64>>,
+    relative_humidity_pct: Vec<Option<f64>>,
+    hydration_pct: Vec<Option<f64>>,
+    activity_level: Vec<Option<i16>>,
+    pain_scale: Vec<Option<i16>>,
+    battery_pct: Vec<Option<i16>>,
+    signal_quality_pct: Vec<Option<i16>>,
+    firmware_version: Vec<Option<std::sync::Arc<str>>>,
+    quality_flag: Vec<&'static str>,
+    received_at: Vec<i64>,
+    source_offset: Vec<i64>,
+}
+
+fn small(v: Option<i32>) -> Option<i16> {
+    // Validated values fit: every integer field's range is within 0..=260.
+    v.and_then(|x| i16::try_from(x).ok())
+}
+
+fn uuid_column(name: &str, ids: &[Uuid]) -> Column {
+    let mut b = StringChunkedBuilder::new(name.into(), ids.len());
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    for id in ids {
+        b.append_value(&*id.hyphenated().encode_lower(&mut buf));
+    }
+    b.finish().into_series().into()
+}
+
+fn time_column(name: &str, ms: &[i64]) -> Column {
+    Int64Chunked::from_vec(name.into(), ms.to_vec())
+        .into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC))
+        .into_series()
+        .into()
+}
+
+fn i16_column(name: &str, v: &[Option<i16>]) -> Column {
+    Int16Chunked::from_slice_options(name.into(), v)
+        .into_series()
+        .into()
+}
+
+fn f64_column(name: &str, v: &[Option<f64>]) -> Column {
+    Float64Chunked::from_slice_options(name.into(), v)
+        .into_series()
+        .into()
+}
+
+fn const_str_column(name: &str, value: &str, len: usize) -> Column {
+    let mut b = StringChunkedBuilder::new(name.into(), len);
+    for _ in 0..len {
+        b.append_value(value);
+    }
+    b.finish().into_series().into()
+}
+
+impl BronzeBuffer {
+    fn len(&self) -> usize {
+        self.message_id.len()
+    }
+
+    fn push(&mut self, r: &Received<'_>) {
+        let m = r.measurement;
+        let v = &m.vitals;
+        self.message_id.push(m.message_id);
+        self.patient_id.push(m.patient_id);
+        self.device_id.push(m.device_id);
+        self.recorded_at.push(m.recorded_at.0);
+        self.spo2_pct.push(v.spo2_pct);
+        self.heart_rate_bpm.push(small(v.heart_rate_bpm));
+        self.respiratory_rate_min
+            .push(small(v.respiratory_rate_min));
+        self.temperature_c.push(v.temperature_c);
+        self.ambient_temperature_c.push(v.ambient_temperature_c);
+        self.relative_humidity_pct.push(v.relative_humidity_pct);
+        self.hydration_pct.push(v.hydration_pct);
+        self.activity_level.push(small(v.activity_level));
+        self.pain_scale.push(small(v.pain_scale));
+        self.battery_pct.push(small(m.device.battery_pct));
+        self.signal_quality_pct
+            .push(small(m.device.signal_quality_pct));
+        self.firmware_version
+            .push(m.device.firmware_version.clone());
+        self.quality_flag.push(m.quality_flag.code());
+        self.received_at.push(r.received_at.0);
+        self.source_offset.push(r.source_offset);
+    }
+
+    fn to_frame(&self, run_id: &str, source: &str) -> PolarsResult<DataFrame> {
+        let n = self.len();
+        let mut fw = StringChunkedBuilder::new("firmware_version".into(), n);
+        for f in &self.firmware_version {
+            fw.append_option(f.as_deref());
+        }
+        let mut quality = StringChunkedBuilder::new("quality_flag".into(), n);
+        for q in &self.quality_flag {
+            quality.append_value(q);
+        }
+        DataFrame::new_infer_height(vec![
+            uuid_column("message_id", &self.message_id),
+            uuid_column("patient_id", &self.patient_id),
+            uuid_column("device_id", &self.device_id),
+            time_column("recorded_at", &self.recorded_at),
+            Int16Chunked::full("schema_version".into(), 1, n)
+                .into_series()
+                .into(),
+            f64_column("spo2_pct", &self.spo2_pct),
+            i16_column("heart_rate_bpm", &self.heart_rate_bpm),
+            i16_column("respiratory_rate_min", &self.respiratory_rate_min),
+            f64_column("temperature_c", &self.temperature_c),
+            f64_column("ambient_temperature_c", &self.ambient_temperature_c),
+            f64_column("relative_humidity_pct", &self.relative_humidity_pct),
+            f64_column("hydration_pct", &self.hydration_pct),
+            i16_column("activity_level", &self.activity_level),
+            i16_column("pain_scale", &self.pain_scale),
+            i16_column("battery_pct", &self.battery_pct),
+            i16_column("signal_quality_pct", &self.signal_quality_pct),
+            fw.finish().into_series().into(),
+            quality.finish().into_series().into(),
+            time_column("received_at", &self.received_at),
+            const_str_column("ingest_run_id", run_id, n),
+            const_str_column("source", source, n),
+            Int64Chunked::from_vec("source_offset".into(), self.source_offset.clone())
+                .into_series()
+                .into(),
+        ])
+    }
+
+    fn clear(&mut self) {
+        *self = BronzeBuffer::default();
+    }
+}
+
+struct OpenPartition {
+    file: SharedFile,
+    writer: Option<ParquetBatchedWriter<SharedFile>>,
+    path: PathBuf,
+    buffer: BronzeBuffer,
+    rows: u64,
+}
+
+/// A quarantined record.
+pub struct Rejected {
+    pub received_at: UtcMillis,
+    pub source_offset: i64,
+    pub message_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+    pub device_id: Option<Uuid>,
+    pub recorded_at: Option<UtcMillis>,
+    pub reasons: Vec<Rejection>,
+    pub raw_payload: String,
+}
+
+/// Bronze and quarantine of one ingest run.
+pub struct BronzeWriter {
+    root: PathBuf,
+    run_id: String,
+    source: String,
+    open: BTreeMap<i64, OpenPartition>,
+    /// Next part number per event day (a partition reopened after closing gets a new file).
+    next_part: BTreeMap<i64, u32>,
+    quarantine: BTreeMap<i64, Vec<Rejected>>,
+    files: Vec<WrittenFile>,
+    pub bronze_rows: u64,
+    pub quarantined_rows: u64,
+    pub reasons: BTreeMap<String, u64>,
+}
+
+impl BronzeWriter {
+    pub fn new(root: &Path, run_id: &str, source: &str) -> Self {
+        BronzeWriter {
+            root: root.to_path_buf(),
+            run_id: run_id.to_string(),
+            source: source.to_string(),
+            open: BTreeMap::new(),
+            next_part: BTreeMap::new(),
+            quarantine: BTreeMap::new(),
+            files: Vec::new(),
+            bronze_rows: 0,
+            quarantined_rows: 0,
+            reasons: BTreeMap::new(),
+        }
+    }
+
+    fn perr(path: &Path) -> impl Fn(PolarsError) -> OutputError + '_ {
+        move |e| OutputError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn accept(&mut self, r: Received<'_>) -> Result<(), OutputError> {
+        let day = r.measurement.recorded_at.epoch_day();
+        if !self.open.contains_key(&day) {
+            let part = self.next_part.entry(day).or_insert(0);
+            let relative =
+                layout::bronze_part(r.measurement.recorded_at.date(), &self.run_id, *part);
+            *part += 1;
+            let file = HashedFile::create(&self.root, &relative)?;
+            let path = file.absolute.clone();
+            // The Parquet writer is created on the first flush, from the first frame's schema.
+            self.open.insert(
+                day,
+                OpenPartition {
+                    file: SharedFile::new(file),
+                    writer: None,
+                    path,
+                    buffer: BronzeBuffer::default(),
+                    rows: 0,
+                },
+            );
+        }
+        let p = self
+            .open
+            .get_mut(&day)
+            .expect("invariant: partition opened above");
+        p.buffer.push(&r);
+        self.bronze_rows += 1;
+        if p.buffer.len() >= ROW_GROUP_ROWS {
+            self.flush(day)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, day: i64) -> Result<(), OutputError> {
+        let Some(p) = self.open.get_mut(&day) else {
+            return Ok(());
+        };
+        if p.buffer.len() == 0 {
+            return Ok(());
+        }
+        let perr = Self::perr(&p.path);
+        let df = p
+            .buffer
+            .to_frame(&self.run_id, &self.source)
+            .map_err(&perr)?;
+        if p.writer.is_none() {
+            let w = ParquetWriter::new(p.file.clone())
+                .with_compression(ParquetCompression::Zstd(None))
+                .with_statistics(StatisticsOptions::default())
+                .batched(df.schema())
+                .map_err(&perr)?;
+            p.writer = Some(w);
+        }
+        if let Some(w) = p.writer.as_mut() {
+            w.write_batch(&df).map_err(&perr)?;
+        }
+        p.rows += p.buffer.len() as u64;
+        p.buffer.clear();
+        Ok(())
+    }
+
+    pub fn reject(&mut self, r: Rejected) {
+        for reason in &r.reasons {
+            *self.reasons.entry(reason.qualified_code()).or_insert(0) += 1;
+        }
+        self.quarantined_rows += 1;
+        self.quarantine
+            .entry(r.received_at.epoch_day())
+            .or_default()
+            .push(r);
+    }
+
+    /// Closes the Bronze partitions of days before `day` (no record for them can still come).
+    pub fn close_before(&mut self, day: i64) -> Result<(), OutputError> {
+        let old: Vec<i64> = self.open.range(..day).map(|(d, _)| *d).collect();
+        for d in old {
+            self.close(d)?;
+        }
+        let old_q: Vec<i64> = self.quarantine.range(..day).map(|(d, _)| *d).collect();
+        for d in old_q {
+            self.write_quarantine(d)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, day: i64) -> Result<(), OutputError> {
+        self.flush(day)?;
+        let Some(p) = self.open.remove(&day) else {
+            return Ok(());
+        };
+        let Some(mut w) = p.writer else { return Ok(()) };
+        let perr = Self::perr(&p.path);
+        w.finish().map_err(&perr)?;
+        drop(w);
+        let file = p.file.into_inner().ok_or_else(|| OutputError::Parquet {
+            path: p.path.clone(),
+            message: "writer still holds the file".into(),
+        })?;
+        self.files.push(file.finish(p.rows)?);
+        Ok(())
+    }
+
+    fn write_quarantine(&mut self, day: i64) -> Result<(), OutputError> {
+        let Some(rows) = self.quarantine.remove(&day) else {
+            return Ok(());
+        };
+        let date = UtcMillis(day * crate::domain::time::MS_PER_DAY).date();
+        let part = layout::quarantine_part(date, &self.run_id, 0);
+        let mut file = HashedFile::create(&self.root, &part)?;
+        let path = file.absolute.clone();
+        let perr = Self::perr(&path);
+        let opt_uuid = |name: &str, f: &dyn Fn(&Rejected) -> Option<Uuid>| -> Column {
+            let mut b = StringChunkedBuilder::new(name.into(), rows.len());
+            for r in &rows {
+                b.append_option(f(r).map(|u| u.to_string()));
+            }
+            b.finish().into_series().into()
+        };
+        let strs = |name: &str, f: &dyn Fn(&Rejected) -> String| -> Column {
+            let mut b = StringChunkedBuilder::new(name.into(), rows.len());
+            for r in &rows {
+                b.append_value(f(r));
+            }
+            b.finish().into_series().into()
+        };
+        let n = rows.len();
+        let recorded: Vec<Option<i64>> = rows.iter().map(|r| r.recorded_at.map(|t| t.0)).collect();
+        let mut df = DataFrame::new_infer_height(vec![
+            time_column(
+                "received_at",
+                &rows.iter().map(|r| r.received_at.0).collect::<Vec<_>>(),
+            ),
+            const_str_column("ingest_run_id", &self.run_id, n),
+            const_str_column("source", &self.source, n),
+            Int64Chunked::from_vec(
+                "source_offset".into(),
+                rows.iter().map(|r| r.source_offset).collect(),
+            )
+            .into_series()
+            .into(),
+            opt_uuid("message_id", &|r| r.message_id),
+            opt_uuid("patient_id", &|r| r.patient_id),
+            opt_uuid("device_id", &|r| r.device_id),
+            Int64Chunked::from_slice_options("recorded_at".into(), &recorded)
+                .into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC))
+                .into_series()
+                .into(),
+            strs("reason_codes", &|r| {
+                r.reasons
+                    .iter()
+                    .map(Rejection::qualified_code)
+                    .collect::<Vec<_>>()
+                    .join(";")
+            }),
+            strs("reason_details", &|r| {
+                r.reasons
+                    .iter()
+                    .map(|x| x.detail.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }),
+            strs("raw_payload", &|r| r.raw_payload.clone()),
+        ])
+        .map_err(&perr)?;
+        ParquetWriter::new(&mut file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(&mut df)
+            .map_err(&perr)?;
+        self.files.push(file.finish(n as u64)?);
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<(Vec<WrittenFile>, u64, u64), OutputError> {
+        self.close_before(i64::MAX)?;
+        let mut files = self.files;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((files, self.bronze_rows, self.quarantined_rows))
+    }
+}

@@ -1,0 +1,117 @@
+//! Validates simulated records the way ingestion does and routes them to Bronze or quarantine.
+
+use super::bronze::{BronzeWriter, Received, Rejected};
+use crate::domain::measurement::{RejectReason, Rejection};
+use crate::domain::wire;
+use crate::output::sink::{MeasurementSink, SinkReport};
+use crate::output::OutputError;
+use crate::simulate::{Chunk, SimRecord};
+use std::collections::HashSet;
+use std::path::Path;
+use uuid::Uuid;
+
+pub struct BronzeSink {
+    writer: BronzeWriter,
+    known_patients: HashSet<Uuid>,
+    offset: i64,
+}
+
+impl BronzeSink {
+    pub fn new(root: &Path, run_id: &str, source: &str, known_patients: HashSet<Uuid>) -> Self {
+        BronzeSink {
+            writer: BronzeWriter::new(root, run_id, source),
+            known_patients,
+            offset: 0,
+        }
+    }
+
+    fn route(&mut self, r: &SimRecord) -> Result<(), OutputError> {
+        let offset = self.offset;
+        self.offset += 1;
+        let received_at = r.emit_at;
+        if r.corruption.is_some() {
+            // Broken on the wire: judge it from its bytes, exactly as a consumer would.
+            let mut raw = Vec::new();
+            r.write_wire(&mut raw);
+            let reasons = match wire::parse_json(&raw) {
+                Err(reasons) => reasons,
+                Ok(m) => self.issues(&m, received_at),
+            };
+            if !reasons.is_empty() {
+                self.writer.reject(Rejected {
+                    received_at,
+                    source_offset: offset,
+                    message_id: None,
+                    patient_id: None,
+                    device_id: None,
+                    recorded_at: None,
+                    reasons,
+                    raw_payload: String::from_utf8_lossy(&raw).into_owned(),
+                });
+                return Ok(());
+            }
+        }
+        let m = &r.measurement;
+        let reasons = self.issues(m, received_at);
+        if reasons.is_empty() {
+            self.writer.accept(Received {
+                measurement: m,
+                received_at,
+                source_offset: offset,
+            })
+        } else {
+            self.writer.reject(Rejected {
+                received_at,
+                source_offset: offset,
+                message_id: Some(m.message_id),
+                patient_id: Some(m.patient_id),
+                device_id: Some(m.device_id),
+                recorded_at: Some(m.recorded_at),
+                reasons,
+                raw_payload: wire::to_json_string(m),
+            });
+            Ok(())
+        }
+    }
+
+    fn issues(
+        &self,
+        m: &crate::domain::Measurement,
+        received_at: crate::domain::UtcMillis,
+    ) -> Vec<Rejection> {
+        let mut reasons = m.validate(received_at);
+        if !self.known_patients.contains(&m.patient_id) {
+            reasons.push(Rejection::new(
+                RejectReason::UnknownPatient,
+                Some("patient_id"),
+                format!(
+                    "patient_id {} is not in the reference patients",
+                    m.patient_id
+                ),
+            ));
+        }
+        reasons
+    }
+}
+
+impl MeasurementSink for BronzeSink {
+    fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), OutputError> {
+        for r in &chunk.records {
+            self.route(r)?;
+        }
+        // Late records arrive at most hours after they were recorded: partitions two days
+        // behind the window are complete.
+        self.writer.close_before(chunk.window_end.epoch_day() - 1)
+    }
+
+    fn finish(self: Box<Self>) -> Result<SinkReport, OutputError> {
+        let records_in = self.offset as u64;
+        let (files, bronze, quarantined) = self.writer.finish()?;
+        Ok(SinkReport {
+            files,
+            records_in,
+            records_out: bronze,
+            quarantined,
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! Where things go in the lake (SPEC §6). One place builds every path, so the layout can be
+//! read here and nowhere else.
+
+use chrono::NaiveDate;
+
+pub const REFERENCE_DIR: &str = "reference";
+pub const GROUND_TRUTH_DIR: &str = "ground_truth";
+pub const LANDING_DIR: &str = "landing";
+pub const RUNS_DIR: &str = "_runs";
+pub const BRONZE_MEASUREMENTS: &str = "bronze/measurements";
+pub const QUARANTINE_MEASUREMENTS: &str = "quarantine/measurements";
+
+pub fn bronze_part(event_date: NaiveDate, run_id: &str, n: u32) -> String {
+    format!(
+        "{BRONZE_MEASUREMENTS}/event_date={}/part-{run_id}-{n}.parquet",
+        event_date.format("%Y-%m-%d")
+    )
+}
+
+pub fn quarantine_part(ingest_date: NaiveDate, run_id: &str, n: u32) -> String {
+    format!(
+        "{QUARANTINE_MEASUREMENTS}/ingest_date={}/part-{run_id}-{n}.parquet",
+        ingest_date.format("%Y-%m-%d")
+    )
+}
+
+pub fn manifest(run_id: &str) -> String {
+    format!("{RUNS_DIR}/{run_id}.json")
+}
+
+/// The folders `simulate --overwrite` may replace: kidjamo's own, never anything else.
+pub const SIMULATE_OWNED: [&str; 5] = [
+    REFERENCE_DIR,
+    GROUND_TRUTH_DIR,
+    LANDING_DIR,
+    BRONZE_MEASUREMENTS,
+    QUARANTINE_MEASUREMENTS,
+];

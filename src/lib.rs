@@ -1,0 +1,11 @@
+//! kidjamo: simulation, streaming, batch ETL, database and audit tooling for remote monitoring
+//! of people living with sickle-cell disease. The library is usable without the command line.
+
+pub mod config;
+pub mod domain;
+pub mod jobs;
+pub mod lake;
+pub mod output;
+pub mod progress;
+pub mod simulate;
+pub mod storage;

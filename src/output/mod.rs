@@ -1,0 +1,125 @@
+//! Writers of simulated data to local files: measurements as JSONL or CSV, reference and
+//! ground-truth tables as CSV and Parquet. Every file is hashed while it is written, for the
+//! run manifest.
+
+pub mod csv;
+pub mod jsonl;
+pub mod sink;
+pub mod tables;
+
+pub use sink::{MeasurementSink, SinkReport, WrittenFile};
+
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("cannot write Parquet file {path}: {message}")]
+    Parquet { path: PathBuf, message: String },
+}
+
+impl OutputError {
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        OutputError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A buffered file that counts and hashes what goes through it.
+pub struct HashedFile {
+    inner: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+    /// Path relative to the output root (what the manifest records).
+    pub relative: PathBuf,
+    pub absolute: PathBuf,
+}
+
+impl HashedFile {
+    pub fn create(root: &Path, relative: impl Into<PathBuf>) -> Result<Self, OutputError> {
+        let relative = relative.into();
+        let absolute = root.join(&relative);
+        if let Some(parent) = absolute.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| OutputError::io(parent, e))?;
+        }
+        let file = File::create(&absolute).map_err(|e| OutputError::io(&absolute, e))?;
+        Ok(HashedFile {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+            relative,
+            absolute,
+        })
+    }
+
+    pub fn finish(mut self, rows: u64) -> Result<WrittenFile, OutputError> {
+        self.inner
+            .flush()
+            .map_err(|e| OutputError::io(&self.absolute, e))?;
+        let file = self
+            .inner
+            .into_inner()
+            .map_err(|e| OutputError::io(&self.absolute, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| OutputError::io(&self.absolute, e))?;
+        Ok(WrittenFile {
+            path: self.relative.to_string_lossy().replace('\\', "/"),
+            rows,
+            bytes: self.bytes,
+            sha256: hex::encode(self.hasher.finalize()),
+        })
+    }
+}
+
+impl Write for HashedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A handle to a `HashedFile` that a writer can own (Polars' batched writer never gives its
+/// sink back), while the caller keeps the file to read its hash afterwards.
+#[derive(Clone)]
+pub struct SharedFile(std::sync::Arc<std::sync::Mutex<HashedFile>>);
+
+impl SharedFile {
+    pub fn new(file: HashedFile) -> Self {
+        SharedFile(std::sync::Arc::new(std::sync::Mutex::new(file)))
+    }
+
+    /// The file back, once every other handle has been dropped.
+    pub fn into_inner(self) -> Option<HashedFile> {
+        std::sync::Arc::try_unwrap(self.0)
+            .ok()
+            .and_then(|m| m.into_inner().ok())
+    }
+}
+
+impl Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("file lock poisoned"))?
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("file lock poisoned"))?
+            .flush()
+    }
+}
