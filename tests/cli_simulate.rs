@@ -163,9 +163,7 @@ fn simulate_parquet_bronze_reconciles_with_quarantine_and_manifest() {
         .str()
         .expect("strings")
         .clone();
-    assert!(reasons
-        .into_iter()
-        .all(|r| r.is_some_and(|r| !r.is_empty())));
+    assert!((0..reasons.len()).all(|i| reasons.get(i).is_some_and(|r| !r.is_empty())));
     let dates = bronze
         .column("event_date")
         .expect("hive column")

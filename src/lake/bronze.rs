@@ -314,7 +314,7 @@ impl BronzeWriter {
         let Some(p) = self.open.remove(&day) else {
             return Ok(());
         };
-        let Some(mut w) = p.writer else { return Ok(()) };
+        let Some(w) = p.writer else { return Ok(()) };
         let perr = Self::perr(&p.path);
         w.finish().map_err(&perr)?;
         drop(w);
