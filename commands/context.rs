@@ -51,8 +51,8 @@ pub fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
     let text = err.to_string();
     if text.contains("thresholds file") {
         Some("start from fixtures/thresholds.yaml; its header explains every key")
-    } else if text.contains("is not empty") {
-        None
+    } else if text.contains("KIDJAMO_") {
+        Some("`kidjamo config show` prints the configuration the file and environment give")
     } else {
         None
     }

@@ -36,7 +36,7 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Clinical thresholds file; the shipped reference copy when absent.
@@ -46,19 +46,6 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub database: DatabaseConfig,
     pub pseudonymisation: PseudonymisationConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            thresholds: None,
-            lake: LakeConfig::default(),
-            simulate: SimulateConfig::default(),
-            kafka: KafkaConfig::default(),
-            database: DatabaseConfig::default(),
-            pseudonymisation: PseudonymisationConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

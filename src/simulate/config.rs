@@ -114,7 +114,7 @@ impl Default for FaultRates {
             motion: 0.02,
             sensor_drop_per_day: 0.3,
             flatline_per_day: 0.05,
-            clock_skew_per_day: 0.05,
+            clock_skew_per_day: 0.02,
         }
     }
 }

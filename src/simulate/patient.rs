@@ -393,7 +393,7 @@ impl PatientSim {
         }
         if t >= self.skew_until && self.faults_rng.random::<f64>() < skew_p {
             let len = self.faults_rng.random_range(1..6) * MS_PER_HOUR;
-            self.skew_ms = self.faults_rng.random_range(-240..600) * MS_PER_SECOND;
+            self.skew_ms = self.faults_rng.random_range(-240..420) * MS_PER_SECOND;
             self.skew_until = t + len;
             faults.push(span_fault(
                 FaultKind::ClockSkew,
