@@ -8,10 +8,12 @@ use clap::ValueEnum;
 use kidjamo::config::object_store_options;
 use kidjamo::domain::people::Genotype;
 use kidjamo::domain::time::{UtcMillis, MS_PER_DAY};
-use kidjamo::jobs::simulate::{self as job, MeasurementFormat, SimulateJob};
+use kidjamo::jobs::simulate::{self as job, Flow, MeasurementFormat, SimulateJob};
 use kidjamo::simulate::config::{EpisodeKind, SimulationConfig};
 use kidjamo::storage::Destination;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,6 +68,7 @@ pub struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Pace output by the wall clock (for demos) instead of generating as fast as possible.
+    /// Ctrl-C ends a live run and keeps what it generated; it ends any other run without output.
     #[arg(long)]
     live: bool,
 }
@@ -101,13 +104,26 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
     let live_window_ms = args.live.then_some(cfg.interval_ms);
     let event_start = cfg.start;
     let wall_start = Instant::now();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")?;
     let mut pace = |window_end: UtcMillis| {
         if args.live {
             let due =
                 wall_start + Duration::from_millis((window_end.0 - event_start.0).max(0) as u64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+            // Sleep in short steps so that Ctrl-C is honoured promptly.
+            while !interrupted.load(Ordering::SeqCst) {
+                match due.checked_duration_since(Instant::now()) {
+                    Some(wait) => std::thread::sleep(wait.min(Duration::from_millis(100))),
+                    None => break,
+                }
             }
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            Flow::Stop
+        } else {
+            Flow::Continue
         }
     };
     tracing::info!(

@@ -31,6 +31,20 @@ fn files_under(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// Every Parquet file under a Hive-partitioned folder, partition columns included.
+fn read_partitioned(dir: &Path) -> DataFrame {
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions::new_enabled(),
+        ..Default::default()
+    };
+    LazyFrame::scan_parquet(
+        PlRefPath::new(format!("{}/**/*.parquet", dir.display())),
+        args,
+    )
+    .and_then(LazyFrame::collect)
+    .unwrap_or_else(|e| panic!("{} is not readable Parquet: {e}", dir.display()))
+}
+
 fn simulate(out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     kidjamo()
         .args([
@@ -119,32 +133,8 @@ fn simulate_parquet_bronze_reconciles_with_quarantine_and_manifest() {
     .expect("json");
     let count = |k: &str| manifest["counts"][k].as_u64().unwrap_or(0);
 
-    let bronze = LazyFrame::scan_parquet(
-        PlRefPath::new(format!(
-            "{}/bronze/measurements/**/*.parquet",
-            out.display()
-        )),
-        ScanArgsParquet {
-            hive_options: HiveOptions::new_enabled(),
-            ..Default::default()
-        },
-    )
-    .expect("scan")
-    .collect()
-    .expect("bronze readable");
-    let quarantine = LazyFrame::scan_parquet(
-        PlRefPath::new(format!(
-            "{}/quarantine/measurements/**/*.parquet",
-            out.display()
-        )),
-        ScanArgsParquet {
-            hive_options: HiveOptions::new_enabled(),
-            ..Default::default()
-        },
-    )
-    .expect("scan")
-    .collect()
-    .expect("quarantine readable");
+    let bronze = read_partitioned(&out.join("bronze/measurements"));
+    let quarantine = read_partitioned(&out.join("quarantine/measurements"));
     assert_eq!(bronze.height() as u64, count("records.written"));
     assert_eq!(quarantine.height() as u64, count("records.quarantined"));
     assert_eq!(
@@ -385,4 +375,53 @@ fn config_show_applies_file_then_environment_and_redacts_secrets() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("unknown field `patient`"));
+}
+
+#[test]
+fn simulate_live_follows_the_wall_clock_and_keeps_its_output_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("live");
+    let bin = assert_cmd::cargo::cargo_bin("kidjamo");
+    let child = std::process::Command::new(bin)
+        .args([
+            "simulate",
+            "--quiet",
+            "--live",
+            "--patients",
+            "2",
+            "--interval",
+            "1s",
+            "--format",
+            "jsonl",
+            "--start",
+            "2026-03-01",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("exit");
+    assert!(output.status.success(), "a stopped live run exits 0");
+    let lines = std::fs::read_to_string(out.join("landing/measurements.jsonl"))
+        .expect("committed")
+        .lines()
+        .count();
+    // Two patients at 1 Hz for about 3.5 s: a handful of records, not a day's worth.
+    assert!((2..=16).contains(&lines), "{lines} records after 3.5 s");
+    let manifest = std::fs::read_dir(out.join("_runs"))
+        .expect("runs")
+        .next()
+        .expect("manifest")
+        .expect("entry")
+        .path();
+    assert!(std::fs::read_to_string(manifest)
+        .expect("read")
+        .contains("stopped_at"));
 }

@@ -7,8 +7,8 @@ use crate::domain::UtcMillis;
 use crate::lake::bronze_sink::BronzeSink;
 use crate::lake::layout;
 use crate::lake::manifest::Manifest;
-use crate::output::csv::{push_csv_field, CsvSink};
-use crate::output::jsonl::JsonlSink;
+use crate::output::csv::{csv_sink, push_csv_field};
+use crate::output::lines::jsonl_sink;
 use crate::output::{HashedFile, MeasurementSink, OutputError, WrittenFile};
 use crate::progress::Progress;
 use crate::simulate::config::ConfigError;
@@ -53,6 +53,15 @@ pub enum SimulateError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("interrupted before the end of the range; nothing was written")]
+    Interrupted,
+}
+
+/// What the caller wants after a window: go on, or stop (Ctrl-C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
 }
 
 #[derive(Debug, Clone)]
@@ -71,11 +80,13 @@ pub fn run_id(cfg: &SimulationConfig, format: MeasurementFormat) -> String {
 }
 
 /// Runs the simulation. `pace` is called after each window with its end (event time); the
-/// command line uses it to follow the wall clock with `--live`.
+/// command line uses it to follow the wall clock with `--live` and to stop on Ctrl-C. A live
+/// run that is stopped commits what it generated (its manifest says where it stopped); any
+/// other stopped run writes nothing.
 pub fn run(
     job: SimulateJob,
     progress: &dyn Progress,
-    pace: &mut dyn FnMut(UtcMillis),
+    pace: &mut dyn FnMut(UtcMillis) -> Flow,
 ) -> Result<SimulateReport, SimulateError> {
     job.config.validate()?;
     let cfg = &job.config;
@@ -112,11 +123,11 @@ pub fn run(
     files.extend(table.write(&root, layout::GROUND_TRUTH_DIR)?);
 
     let mut sink: Box<dyn MeasurementSink> = match job.format {
-        MeasurementFormat::Jsonl => Box::new(JsonlSink::create(
+        MeasurementFormat::Jsonl => Box::new(jsonl_sink(
             &root,
             &format!("{}/measurements.jsonl", layout::LANDING_DIR),
         )?),
-        MeasurementFormat::Csv => Box::new(CsvSink::create(
+        MeasurementFormat::Csv => Box::new(csv_sink(
             &root,
             &format!("{}/measurements.csv", layout::LANDING_DIR),
         )?),
@@ -129,13 +140,20 @@ pub fn run(
     const PROGRESS_UNITS: u64 = 10_000;
     progress.on_start(PROGRESS_UNITS);
     let mut reported = 0;
+    let mut stopped_at = None;
     while let Some(chunk) = sim.next_chunk() {
         sink.write_chunk(&chunk)?;
         faults.write(&chunk.faults, &mut counts)?;
         let done = (sim.progress() * PROGRESS_UNITS as f64) as u64;
         progress.on_advance(done.saturating_sub(reported));
         reported = reported.max(done);
-        pace(chunk.window_end);
+        if pace(chunk.window_end) == Flow::Stop && sim.progress() < 1.0 {
+            if job.live_window_ms.is_none() {
+                return Err(SimulateError::Interrupted);
+            }
+            stopped_at = Some(chunk.window_end);
+            break;
+        }
     }
     progress.on_finish();
     let report = sink.finish()?;
@@ -151,7 +169,13 @@ pub fn run(
         command: "simulate".into(),
         kidjamo_version: env!("CARGO_PKG_VERSION").into(),
         thresholds_version: job.thresholds_version,
-        arguments: arguments(cfg, job.format),
+        arguments: {
+            let mut a = arguments(cfg, job.format);
+            if let Some(t) = stopped_at {
+                a.insert("stopped_at".into(), serde_json::json!(t.to_rfc3339()));
+            }
+            a
+        },
         counts: counts.clone(),
         outputs: files.clone(),
     };

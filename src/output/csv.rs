@@ -1,13 +1,11 @@
 //! Measurements as CSV (one flat row per sample, empty cells for absent values), and a small
 //! CSV writer for the reference tables.
 
-use super::jsonl::format_parallel;
-use super::sink::{MeasurementSink, SinkReport};
-use super::{HashedFile, OutputError};
+use super::lines::LineFileSink;
+use super::OutputError;
 use crate::domain::wire::{push_float, push_int, push_uuid};
 use crate::simulate::record::Corruption;
-use crate::simulate::{Chunk, SimRecord};
-use std::io::Write;
+use crate::simulate::SimRecord;
 use std::path::Path;
 
 pub const MEASUREMENT_COLUMNS: [&str; 18] = [
@@ -31,19 +29,10 @@ pub const MEASUREMENT_COLUMNS: [&str; 18] = [
     "quality_flag",
 ];
 
-pub struct CsvSink {
-    file: HashedFile,
-    rows: u64,
-}
-
-impl CsvSink {
-    pub fn create(root: &Path, relative: &str) -> Result<Self, OutputError> {
-        let mut file = HashedFile::create(root, relative)?;
-        let header = format!("{}\n", MEASUREMENT_COLUMNS.join(","));
-        file.write_all(header.as_bytes())
-            .map_err(|e| OutputError::io(&file.absolute, e))?;
-        Ok(CsvSink { file, rows: 0 })
-    }
+/// Measurements as CSV: a header, then one flat row per record.
+pub fn csv_sink(root: &Path, relative: &str) -> Result<LineFileSink, OutputError> {
+    let header = format!("{}\n", MEASUREMENT_COLUMNS.join(","));
+    LineFileSink::create(root, relative, header.as_bytes(), csv_line)
 }
 
 fn opt_f(buf: &mut Vec<u8>, v: Option<f64>) {
@@ -109,28 +98,5 @@ pub fn push_csv_field(buf: &mut Vec<u8>, value: &str) {
         buf.push(b'"');
     } else {
         buf.extend_from_slice(value.as_bytes());
-    }
-}
-
-impl MeasurementSink for CsvSink {
-    fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), OutputError> {
-        for buf in format_parallel(&chunk.records, csv_line) {
-            self.file
-                .write_all(&buf)
-                .map_err(|e| OutputError::io(&self.file.absolute, e))?;
-        }
-        self.rows += chunk.records.len() as u64;
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> Result<SinkReport, OutputError> {
-        let rows = self.rows;
-        let file = self.file.finish(rows)?;
-        Ok(SinkReport {
-            files: vec![file],
-            records_in: rows,
-            records_out: rows,
-            quarantined: 0,
-        })
     }
 }

@@ -3,7 +3,7 @@
 //! run manifest.
 
 pub mod csv;
-pub mod jsonl;
+pub mod lines;
 pub mod sink;
 pub mod tables;
 

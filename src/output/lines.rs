@@ -1,4 +1,4 @@
-//! Measurements as JSON Lines, the wire format, in delivery order (what `replay` reads).
+//! Line-oriented measurement files (JSONL, CSV): records formatted on all cores, written in order.
 
 use super::sink::{MeasurementSink, SinkReport};
 use super::{HashedFile, OutputError};
@@ -8,27 +8,41 @@ use std::io::Write;
 use std::path::Path;
 
 /// Records per formatting task: large enough to amortise the task, small enough to balance.
-pub(crate) const FORMAT_BATCH: usize = 8_192;
+const FORMAT_BATCH: usize = 8_192;
 
-pub struct JsonlSink {
+/// A measurement file with one line per record, in delivery order (JSONL and CSV).
+pub struct LineFileSink {
     file: HashedFile,
     rows: u64,
+    line: fn(&SimRecord, &mut Vec<u8>),
 }
 
-impl JsonlSink {
-    pub fn create(root: &Path, relative: &str) -> Result<Self, OutputError> {
-        Ok(JsonlSink {
-            file: HashedFile::create(root, relative)?,
+impl LineFileSink {
+    /// `header` is written first (CSV's column names; empty for JSONL).
+    pub fn create(
+        root: &Path,
+        relative: &str,
+        header: &[u8],
+        line: fn(&SimRecord, &mut Vec<u8>),
+    ) -> Result<Self, OutputError> {
+        let mut file = HashedFile::create(root, relative)?;
+        file.write_all(header)
+            .map_err(|e| OutputError::io(&file.absolute, e))?;
+        Ok(LineFileSink {
+            file,
             rows: 0,
+            line,
         })
     }
 }
 
+/// Measurements as JSON Lines, the wire format (what `replay` reads).
+pub fn jsonl_sink(root: &Path, relative: &str) -> Result<LineFileSink, OutputError> {
+    LineFileSink::create(root, relative, b"", jsonl_line)
+}
+
 /// Formats records on all cores, keeping their order.
-pub(crate) fn format_parallel(
-    records: &[SimRecord],
-    line: fn(&SimRecord, &mut Vec<u8>),
-) -> Vec<Vec<u8>> {
+fn format_parallel(records: &[SimRecord], line: fn(&SimRecord, &mut Vec<u8>)) -> Vec<Vec<u8>> {
     records
         .par_chunks(FORMAT_BATCH)
         .map(|batch| {
@@ -46,9 +60,9 @@ fn jsonl_line(r: &SimRecord, buf: &mut Vec<u8>) {
     buf.push(b'\n');
 }
 
-impl MeasurementSink for JsonlSink {
+impl MeasurementSink for LineFileSink {
     fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), OutputError> {
-        for buf in format_parallel(&chunk.records, jsonl_line) {
+        for buf in format_parallel(&chunk.records, self.line) {
             self.file
                 .write_all(&buf)
                 .map_err(|e| OutputError::io(&self.file.absolute, e))?;
