@@ -32,8 +32,9 @@ impl Context {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read thresholds file {}", p.display()))?;
+                // One line naming the file and the key at fault.
                 Thresholds::from_yaml(&text)
-                    .with_context(|| format!("thresholds file {} is invalid", p.display()))?
+                    .map_err(|e| anyhow::anyhow!("thresholds file {}: {e}", p.display()))?
             }
         };
         Ok(Context {
@@ -49,9 +50,7 @@ impl Context {
 /// A next step for errors whose fix is not obvious from the message.
 pub fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
     let text = err.to_string();
-    if text.contains("thresholds file") {
-        Some("start from fixtures/thresholds.yaml; its header explains every key")
-    } else if text.contains("KIDJAMO_") {
+    if text.contains("KIDJAMO_") {
         Some("`kidjamo config show` prints the configuration the file and environment give")
     } else {
         None
