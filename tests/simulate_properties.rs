@@ -30,7 +30,7 @@ fn run_in_pool(cfg: &SimulationConfig, threads: usize) -> (Vec<u8>, Vec<String>)
         let mut sim = Simulator::new(cfg, &cohort);
         let (mut bytes, mut faults) = (Vec::new(), Vec::new());
         while let Some(chunk) = sim.next_chunk() {
-            for r in &chunk.records {
+            for r in chunk.iter() {
                 r.write_wire(&mut bytes);
                 bytes.push(b'\n');
             }
@@ -67,7 +67,7 @@ proptest! {
         let breaking: HashSet<_> = faults.iter().filter(|f| f.kind.breaks_records()).filter_map(|f| f.message_id).collect();
         let skews: Vec<_> = faults.iter().filter(|f| f.kind == FaultKind::ClockSkew).collect();
         let mut checked = 0;
-        for r in chunks.iter().flat_map(|c| c.records.iter()) {
+        for r in chunks.iter().flat_map(|c| c.iter()) {
             let mut raw = Vec::new();
             r.write_wire(&mut raw);
             let parsed = wire::parse_json(&raw);

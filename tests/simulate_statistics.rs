@@ -122,7 +122,7 @@ fn statistics_spo2_is_lower_during_crises_than_outside() {
         .collect();
     let (mut inside, mut outside) = ((0.0, 0u64), (0.0, 0u64));
     while let Some(chunk) = sim.next_chunk() {
-        for r in &chunk.records {
+        for r in chunk.iter() {
             let m = &r.measurement;
             let Some(spo2) = m.vitals.spo2_pct else {
                 continue;

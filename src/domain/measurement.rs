@@ -236,10 +236,13 @@ impl Measurement {
                 self.device.signal_quality_pct.map(f64::from),
             ),
         ];
-        for (field, value) in self.vitals.numeric_fields().into_iter().chain(device) {
+        // VALID_RANGES lists the fields in this same order (a test checks it): no name lookup
+        // on the hot path.
+        let fields = self.vitals.numeric_fields().into_iter().chain(device);
+        for (range, (_, value)) in VALID_RANGES.iter().zip(fields) {
             if let Some(v) = value {
-                if let Some(issue) = check_range(field, v) {
-                    issues.push(issue);
+                if !(v >= range.min && v <= range.max) {
+                    issues.extend(check_range(range.field, v));
                 }
             }
         }
@@ -289,6 +292,20 @@ mod tests {
             },
             quality_flag: QualityFlag::Ok,
         }
+    }
+
+    #[test]
+    fn validate_ranges_follow_the_field_order_of_a_measurement() {
+        let m = sample();
+        let fields: Vec<&str> = m
+            .vitals
+            .numeric_fields()
+            .iter()
+            .map(|(f, _)| *f)
+            .chain(["battery_pct", "signal_quality_pct"])
+            .collect();
+        let ranges: Vec<&str> = VALID_RANGES.iter().map(|r| r.field).collect();
+        assert_eq!(fields, ranges);
     }
 
     #[test]

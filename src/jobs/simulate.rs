@@ -141,13 +141,17 @@ pub fn run(
     progress.on_start(PROGRESS_UNITS);
     let mut reported = 0;
     let mut stopped_at = None;
-    while let Some(chunk) = sim.next_chunk() {
-        sink.write_chunk(&chunk)?;
+    // Generate the next window while the sink writes this one: the two overlap on two cores.
+    let mut next = sim.next_chunk();
+    while let Some(chunk) = next {
+        let (following, written) = rayon::join(|| sim.next_chunk(), || sink.write_chunk(&chunk));
+        written?;
+        next = following;
         faults.write(&chunk.faults, &mut counts)?;
         let done = (sim.progress() * PROGRESS_UNITS as f64) as u64;
         progress.on_advance(done.saturating_sub(reported));
         reported = reported.max(done);
-        if pace(chunk.window_end) == Flow::Stop && sim.progress() < 1.0 {
+        if pace(chunk.window_end) == Flow::Stop && next.is_some() {
             if job.live_window_ms.is_none() {
                 return Err(SimulateError::Interrupted);
             }

@@ -10,6 +10,7 @@ use crate::domain::Measurement;
 use crate::output::{HashedFile, OutputError, SharedFile, WrittenFile};
 use polars::io::parquet::write::BatchedWriter as ParquetBatchedWriter;
 use polars::prelude::*;
+use polars_parquet::write::ZstdLevel;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
@@ -270,8 +271,10 @@ impl BronzeWriter {
             .to_frame(&self.run_id, &self.source)
             .map_err(&perr)?;
         if p.writer.is_none() {
+            // Zstd level 1: Bronze is written once at ingest speed and read by one ETL run;
+            // higher levels cost more CPU than they save in bytes.
             let w = ParquetWriter::new(p.file.clone())
-                .with_compression(ParquetCompression::Zstd(None))
+                .with_compression(ParquetCompression::Zstd(ZstdLevel::try_new(1).ok()))
                 .with_statistics(StatisticsOptions::default())
                 .batched(df.schema())
                 .map_err(&perr)?;

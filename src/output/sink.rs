@@ -22,7 +22,7 @@ pub struct SinkReport {
     pub quarantined: u64,
 }
 
-pub trait MeasurementSink {
+pub trait MeasurementSink: Send {
     fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), OutputError>;
     fn finish(self: Box<Self>) -> Result<SinkReport, OutputError>;
 }
