@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// How far in the future of its ingest time a sample may be stamped (device clock drift).
 pub const MAX_FUTURE_SKEW_MS: i64 = 5 * MS_PER_MINUTE;
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Vitals {
     pub spo2_pct: Option<f64>,
     pub heart_rate_bpm: Option<i32>,

@@ -1,6 +1,7 @@
 //! Pure types and rules of the platform: measurements and their validity, quality codes,
 //! people, age groups, thresholds and tiers, heat index. No IO, no clock, no async.
 
+pub mod alerts;
 pub mod heat_index;
 pub mod measurement;
 pub mod people;

@@ -1,0 +1,320 @@
+use super::*;
+use crate::domain::measurement::{DeviceStatus, Measurement, Vitals};
+use crate::domain::thresholds::Thresholds;
+use crate::domain::QualityFlag;
+use chrono::NaiveDate;
+
+const T0: i64 = 1_772_323_200_000; // 2026-03-01T00:00:00Z
+
+fn adult() -> PatientContext {
+    PatientContext {
+        patient_id: Uuid::from_u128(7),
+        birth_date: NaiveDate::from_ymd_opt(1990, 5, 1).expect("date"),
+    }
+}
+
+fn child() -> PatientContext {
+    PatientContext {
+        patient_id: Uuid::from_u128(8),
+        birth_date: NaiveDate::from_ymd_opt(2020, 5, 1).expect("date"),
+    }
+}
+
+/// A calm adult sample at `T0 + secs`, with signal and battery fine and every vital normal.
+fn sample(ctx: &PatientContext, secs: i64) -> Measurement {
+    Measurement {
+        schema_version: 1,
+        message_id: Uuid::from_u128(1000 + secs as u128),
+        patient_id: ctx.patient_id,
+        device_id: Uuid::from_u128(99),
+        recorded_at: UtcMillis(T0 + secs * 1000),
+        vitals: Vitals {
+            // Readings move from sample to sample, as real ones do (a frozen pair is a flatline).
+            spo2_pct: Some(97.0 + (secs / 30 % 3) as f64 * 0.1),
+            heart_rate_bpm: Some(70 + (secs / 30 % 3) as i32),
+            respiratory_rate_min: Some(14 + (secs / 30 % 2) as i32),
+            temperature_c: Some(36.8),
+            ambient_temperature_c: Some(24.0),
+            relative_humidity_pct: Some(60.0),
+            hydration_pct: Some(80.0),
+            activity_level: Some(2),
+            pain_scale: None,
+        },
+        device: DeviceStatus {
+            battery_pct: Some(80),
+            signal_quality_pct: Some(90),
+            firmware_version: None,
+        },
+        quality_flag: QualityFlag::Ok,
+    }
+}
+
+fn rules(events: &[AlertEvent]) -> Vec<String> {
+    let mut r: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            AlertEvent::Opened(a) => format!("open {}", a.rule_id),
+            AlertEvent::Updated(a) => format!("update {}", a.rule_id),
+            AlertEvent::AutoResolved(a) => format!("resolve {}", a.rule_id),
+        })
+        .collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn alerts_normal_samples_raise_nothing() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    for s in (0..3600).step_by(30) {
+        assert!(
+            e.on_sample(&adult(), &sample(&adult(), s)).is_empty(),
+            "at {s}s"
+        );
+    }
+}
+
+#[test]
+fn alerts_spo2_tiers_follow_the_age_group_and_critical_fires_at_once() {
+    let t = Thresholds::reference();
+    // 89 % is "emergency" for a 5-year-old (G2: <= 90) but only "alert" for an adult (G5: <= 88).
+    let mut e = AlertEngine::new(&t);
+    let mut m = sample(&child(), 0);
+    m.vitals.spo2_pct = Some(89.0);
+    m.vitals.heart_rate_bpm = Some(100);
+    m.vitals.respiratory_rate_min = Some(25);
+    assert_eq!(rules(&e.on_sample(&child(), &m)), ["open spo2_emergency"]);
+    let mut m = sample(&adult(), 0);
+    m.vitals.spo2_pct = Some(89.0);
+    assert!(
+        e.on_sample(&adult(), &m).is_empty(),
+        "an adult alert tier waits 60 s"
+    );
+    let mut m = sample(&adult(), 30);
+    m.vitals.spo2_pct = Some(87.9);
+    assert_eq!(
+        rules(&e.on_sample(&adult(), &m)),
+        ["open spo2_critical", "open spo2_emergency"]
+    );
+}
+
+#[test]
+fn alerts_persistence_needs_the_tier_held_over_consecutive_samples() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let fast = |s: i64| {
+        let mut m = sample(&adult(), s);
+        m.vitals.heart_rate_bpm = Some(115); // adult alert tier: >= 110, < 130
+        m
+    };
+    assert!(e.on_sample(&adult(), &fast(0)).is_empty());
+    assert!(e.on_sample(&adult(), &fast(30)).is_empty());
+    // A normal sample breaks the run: the 60 s start again.
+    assert!(e.on_sample(&adult(), &sample(&adult(), 60)).is_empty());
+    assert!(e.on_sample(&adult(), &fast(90)).is_empty());
+    assert!(e.on_sample(&adult(), &fast(120)).is_empty());
+    let events = e.on_sample(&adult(), &fast(150));
+    assert_eq!(rules(&events), ["open heart_rate_alert"]);
+    assert_eq!(
+        events[0].alert().first_seen_at,
+        UtcMillis(T0 + 90_000),
+        "the alert starts when the condition did"
+    );
+    assert_eq!(events[0].alert().severity, Severity::Alert);
+}
+
+#[test]
+fn alerts_missing_or_excluded_samples_neither_fire_nor_break_a_run() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let low = |s: i64| {
+        let mut m = sample(&adult(), s);
+        m.vitals.spo2_pct = Some(91.0); // adult alert tier
+        m
+    };
+    assert!(e.on_sample(&adult(), &low(0)).is_empty());
+    let mut missing = sample(&adult(), 30);
+    missing.vitals.spo2_pct = None;
+    assert!(
+        e.on_sample(&adult(), &missing).is_empty(),
+        "no alert from missing data"
+    );
+    let mut motion = sample(&adult(), 45);
+    motion.vitals.spo2_pct = Some(70.0);
+    motion.quality_flag = QualityFlag::Motion;
+    assert!(
+        e.on_sample(&adult(), &motion).is_empty(),
+        "a motion artefact does not feed vital rules"
+    );
+    assert_eq!(rules(&e.on_sample(&adult(), &low(60))), ["open spo2_alert"]);
+}
+
+#[test]
+fn alerts_cooldown_updates_the_open_alert_then_auto_resolves() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let feverish = |s: i64| {
+        let mut m = sample(&adult(), s);
+        m.vitals.temperature_c = Some(39.2); // emergency -> critical, fires at once
+        m
+    };
+    let first = e.on_sample(&adult(), &feverish(0));
+    assert_eq!(rules(&first), ["open temperature_emergency"]);
+    let id = first[0].alert().alert_id;
+    let again = e.on_sample(&adult(), &feverish(60));
+    assert_eq!(rules(&again), ["update temperature_emergency"]);
+    assert_eq!(again[0].alert().alert_id, id);
+    assert_eq!(again[0].alert().occurrences, 2);
+    // Normal for less than the critical cooldown (120 s): still open.
+    assert!(e.on_sample(&adult(), &sample(&adult(), 120)).is_empty());
+    let resolved = e.on_sample(&adult(), &sample(&adult(), 180));
+    assert_eq!(rules(&resolved), ["resolve temperature_emergency"]);
+    assert_eq!(resolved[0].alert().status, AlertStatus::AutoResolved);
+    let reopened = e.on_sample(&adult(), &feverish(600));
+    assert_eq!(rules(&reopened), ["open temperature_emergency"]);
+    assert_ne!(
+        reopened[0].alert().alert_id,
+        id,
+        "a new episode is a new alert"
+    );
+    assert_eq!(
+        reopened[0].alert().alert_id,
+        alert_id(
+            adult().patient_id,
+            "temperature_emergency",
+            UtcMillis(T0 + 600_000)
+        )
+    );
+}
+
+#[test]
+fn alerts_combinations_fire_critical_with_their_triggers() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let mut m = sample(&adult(), 0);
+    m.vitals.temperature_c = Some(38.2); // alert tier
+    m.vitals.spo2_pct = Some(92.0); // alert tier (<= 92)
+    m.vitals.respiratory_rate_min = Some(24); // alert tier (>= 23)
+    let events = e.on_sample(&adult(), &m);
+    let r = rules(&events);
+    assert!(r.contains(&"open C1_fever_hypoxia".to_string()), "{r:?}");
+    assert!(r.contains(&"open C5_fever_tachypnea".to_string()), "{r:?}");
+    assert!(
+        !r.iter().any(|x| x.contains("C2")),
+        "C2 needs SpO₂ emergency: {r:?}"
+    );
+    let c1 = events
+        .iter()
+        .find(|e| e.alert().rule_id == "C1_fever_hypoxia")
+        .expect("C1");
+    assert_eq!(c1.alert().severity, Severity::Critical);
+    assert_eq!(c1.alert().trigger_conditions.len(), 2);
+    assert!(!c1.alert().suggested_actions.is_empty());
+    // Hypothermia is not "fever": the low side never satisfies `at_least`.
+    let mut e = AlertEngine::new(&t);
+    let mut cold = sample(&adult(), 0);
+    cold.vitals.temperature_c = Some(34.0);
+    cold.vitals.spo2_pct = Some(92.0);
+    assert!(!rules(&e.on_sample(&adult(), &cold))
+        .iter()
+        .any(|x| x.contains("C1")));
+}
+
+#[test]
+fn alerts_pain_is_alert_at_7_and_critical_at_8() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let mut m = sample(&adult(), 0);
+    m.vitals.pain_scale = Some(6);
+    assert!(e.on_sample(&adult(), &m).is_empty());
+    let mut m = sample(&adult(), 30);
+    m.vitals.pain_scale = Some(7);
+    assert_eq!(rules(&e.on_sample(&adult(), &m)), ["open pain_alert"]);
+    let mut m = sample(&adult(), 60);
+    m.vitals.pain_scale = Some(8);
+    assert_eq!(rules(&e.on_sample(&adult(), &m)), ["open pain_critical"]);
+}
+
+#[test]
+fn alerts_device_rules_read_excluded_samples_too() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let mut m = sample(&adult(), 0);
+    m.device.battery_pct = Some(12);
+    m.quality_flag = QualityFlag::UserRemoved;
+    m.vitals = Vitals::default();
+    assert_eq!(
+        rules(&e.on_sample(&adult(), &m)),
+        ["open device_battery_low"]
+    );
+}
+
+#[test]
+fn alerts_flatline_needs_two_frozen_vitals_for_two_minutes() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let frozen = |s: i64| {
+        let mut m = sample(&adult(), s);
+        m.vitals.spo2_pct = Some(96.0);
+        m.vitals.heart_rate_bpm = Some(72);
+        m
+    };
+    for s in [0, 30, 60, 90] {
+        assert!(e.on_sample(&adult(), &frozen(s)).is_empty(), "at {s}s");
+    }
+    assert_eq!(
+        rules(&e.on_sample(&adult(), &frozen(120))),
+        ["open device_flatline"]
+    );
+}
+
+#[test]
+fn alerts_silent_device_opens_on_the_watermark_and_resolves_with_the_next_sample() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    e.on_sample(&adult(), &sample(&adult(), 0));
+    assert!(e.on_watermark(UtcMillis(T0 + 599_000)).is_empty());
+    let opened = e.on_watermark(UtcMillis(T0 + 600_000));
+    assert_eq!(rules(&opened), ["open device_silent"]);
+    assert!(
+        e.on_watermark(UtcMillis(T0 + 900_000)).is_empty(),
+        "opened once"
+    );
+    assert_eq!(
+        rules(&e.on_sample(&adult(), &sample(&adult(), 1000))),
+        ["resolve device_silent"]
+    );
+}
+
+#[test]
+fn alerts_state_survives_a_checkpoint() {
+    let t = Thresholds::reference();
+    let samples: Vec<Measurement> = (0..40)
+        .map(|i| {
+            let mut m = sample(&adult(), i * 30);
+            m.vitals.heart_rate_bpm = Some(if i % 13 < 9 { 118 } else { 72 });
+            m.vitals.temperature_c = Some(if i % 7 == 0 { 39.5 } else { 36.9 });
+            m
+        })
+        .collect();
+    let mut straight = AlertEngine::new(&t);
+    let expected: Vec<AlertEvent> = samples
+        .iter()
+        .flat_map(|m| straight.on_sample(&adult(), m))
+        .collect();
+    assert!(expected.len() >= 4);
+    let mut first = AlertEngine::new(&t);
+    let mut got: Vec<AlertEvent> = samples[..17]
+        .iter()
+        .flat_map(|m| first.on_sample(&adult(), m))
+        .collect();
+    let checkpoint = serde_json::to_string(first.state()).expect("serialise");
+    let state: EngineState = serde_json::from_str(&checkpoint).expect("deserialise");
+    let mut resumed = AlertEngine::with_state(&t, state);
+    got.extend(
+        samples[17..]
+            .iter()
+            .flat_map(|m| resumed.on_sample(&adult(), m)),
+    );
+    assert_eq!(got, expected);
+}
