@@ -221,7 +221,7 @@ fn simulate_help_lists_its_flags() {
 fn simulate_rejects_bad_arguments_with_exit_2_and_one_clear_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("never");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["--patients", "-5"],
             "--patients must be at least 1 (got -5)",
@@ -237,6 +237,11 @@ fn simulate_rejects_bad_arguments_with_exit_2_and_one_clear_line() {
             "--interval \"soon\" is not a duration",
         ),
         (&["--fault-rate", "2"], "must be a probability"),
+        (
+            &["--crisis-rate", "1e308"],
+            "crisis_rate: 1e308 must be a number in 0..=1000",
+        ),
+        (&["--start", "9999-12-30"], "is outside 1970..2200"),
     ];
     for (args, message) in cases {
         kidjamo()

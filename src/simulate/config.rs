@@ -204,6 +204,15 @@ impl SimulationConfig {
         if self.days > 3660 {
             return Err(err("days", "at most 3660 (ten years)"));
         }
+        // Four-digit years keep every timestamp expressible in RFC 3339.
+        const YEAR_1970: i64 = 0;
+        const YEAR_2200: i64 = 7_258_118_400_000;
+        if self.start.0 < YEAR_1970 || self.end().0 > YEAR_2200 {
+            return Err(err(
+                "start",
+                format!("{} is outside 1970..2200", self.start),
+            ));
+        }
         if !(MS_PER_SECOND..=3_600 * MS_PER_SECOND).contains(&self.interval_ms) {
             return Err(err("interval", "must be between 1 s and 1 h"));
         }
@@ -218,12 +227,23 @@ impl SimulationConfig {
                 "weights must be non-negative and not all zero",
             ));
         }
-        if !self.crisis_rate.is_finite() || self.crisis_rate < 0.0 {
-            return Err(err("crisis_rate", "must be a non-negative number"));
+        // Bounded so that an episode process always moves forward in time (an infinite rate
+        // would never leave its first instant).
+        if !self.crisis_rate.is_finite() || !(0.0..=1000.0).contains(&self.crisis_rate) {
+            return Err(err(
+                "crisis_rate",
+                format!("{:?} must be a number in 0..=1000", self.crisis_rate),
+            ));
         }
         for rates in self.episode_rates.0.values() {
-            if rates.values().any(|r| !r.is_finite() || *r < 0.0) {
-                return Err(err("episode_rates", "rates must be non-negative numbers"));
+            if rates
+                .values()
+                .any(|r| !r.is_finite() || !(0.0..=1000.0).contains(r))
+            {
+                return Err(err(
+                    "episode_rates",
+                    "rates must be numbers in 0..=1000 per patient-year",
+                ));
             }
         }
         let f = self.faults;
