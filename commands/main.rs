@@ -4,6 +4,7 @@
 
 mod config_cmd;
 mod context;
+mod db;
 mod progress;
 mod simulate;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// PostgreSQL: migrations.
+    #[command(subcommand)]
+    Db(db::DbCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
     .and_then(|ctx| match cli.command {
         Command::Simulate(args) => simulate::run(args, &ctx),
         Command::Config(cmd) => config_cmd::run(cmd, &ctx),
+        Command::Db(cmd) => db::run(cmd, &ctx),
     });
     match outcome {
         Ok(code) => code,

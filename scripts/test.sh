@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: formatting, lints, then every test (unit, property, statistical, CLI).
-# Tests that need PostgreSQL or Kafka start them through scripts/services/ (added with the
-# issues that need them); a test never skips silently because a service is missing.
+# The one test command: formatting, lints, then every test (unit, property, statistical, CLI,
+# PostgreSQL). It makes the services the tests need available first (scripts/services/); a test
+# never skips silently because a service is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+
+# shellcheck source=services/postgres.sh
+. scripts/services/postgres.sh
 
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG_FILE: &str = "kidjamo.yaml";
 const ENV_PREFIX: &str = "KIDJAMO_";
-/// Environment variables with a meaning of their own, not configuration keys.
+/// Environment variables with a meaning of their own, not configuration keys:
+/// `KIDJAMO_CONFIG`, and `KIDJAMO_TEST_*` of the test harness.
 const ENV_RESERVED: [&str; 1] = ["KIDJAMO_CONFIG"];
+const ENV_RESERVED_PREFIX: &str = "KIDJAMO_TEST_";
 
 /// A value that must not appear in logs or output.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -218,7 +220,7 @@ pub fn load(path: Option<&Path>, env: &Environment) -> Result<Config, ConfigErro
         } else if var == "KAFKA_BROKERS" {
             vec!["kafka".into(), "brokers".into()]
         } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
-            if ENV_RESERVED.contains(&var.as_str()) {
+            if ENV_RESERVED.contains(&var.as_str()) || var.starts_with(ENV_RESERVED_PREFIX) {
                 continue;
             }
             rest.split("__").map(str::to_ascii_lowercase).collect()

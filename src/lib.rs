@@ -2,6 +2,7 @@
 //! of people living with sickle-cell disease. The library is usable without the command line.
 
 pub mod config;
+pub mod db;
 pub mod domain;
 pub mod jobs;
 pub mod lake;
