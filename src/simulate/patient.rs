@@ -293,6 +293,12 @@ impl PatientSim {
             - 1.5 * load.infection
             - 0.5 * load.dehydration
             + self.spo2_noise.step(&mut self.rng);
+        // Sensor measurement noise, independent per sample, on top of the smooth physiology:
+        // without it consecutive integer readings repeat often enough to look like flatlines.
+        heart_rate += 1.5 * gauss(&mut self.rng);
+        let respiratory_rate = respiratory_rate + 0.7 * gauss(&mut self.rng);
+        spo2 += 0.3 * gauss(&mut self.rng);
+        let temperature = temperature + 0.03 * gauss(&mut self.rng);
         let signal = (90.0 - 2.5 * activity + self.signal_noise.step(&mut self.rng))
             .round()
             .clamp(0.0, 100.0);
