@@ -11,9 +11,9 @@ bin="${CARGO_TARGET_DIR:-target}/release/kidjamo"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) cores)"
-disk=$(dd if=/dev/zero of="$work/dd" bs=1M count=1024 conv=fdatasync 2>&1 | tail -1 | awk -F', ' '{print $NF}')
+disk=$(dd if=/dev/zero of="$work/dd" bs=1M count=4096 conv=fdatasync 2>&1 | tail -1 | awk -F', ' '{print $NF}')
 rm -f "$work/dd"
-echo "machine: $cpu, $(free -g | awk '/Mem:/{print $2}') GiB; disk write with fdatasync: $disk"
+echo "machine: $cpu, $(free -g | awk '/Mem:/{print $2}') GiB; disk, 4 GiB written with fdatasync: $disk"
 echo "| format | patients × days | measurements | wall s | measurements/s | peak RSS MiB | output MiB |"
 echo "|---|---|---|---|---|---|---|"
 for format in parquet jsonl; do
