@@ -31,11 +31,17 @@ impl OutputError {
     }
 }
 
+/// Large sequential files are synced and dropped from the page cache every this many bytes.
+const SETTLE_BYTES: u64 = 256 << 20;
+
 /// A buffered file that counts and hashes what goes through it.
 pub struct HashedFile {
     inner: BufWriter<File>,
     hasher: Sha256,
     bytes: u64,
+    /// Bytes already synced to disk and dropped from the page cache.
+    settled: u64,
+    settle_every: u64,
     /// Path relative to the output root (what the manifest records).
     pub relative: PathBuf,
     pub absolute: PathBuf,
@@ -53,6 +59,8 @@ impl HashedFile {
             inner: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
             bytes: 0,
+            settled: 0,
+            settle_every: SETTLE_BYTES,
             relative,
             absolute,
         })
@@ -68,6 +76,23 @@ impl HashedFile {
         );
         written.map_err(|e| OutputError::io(&self.absolute, e))?;
         self.bytes += buffers.iter().map(|b| b.len() as u64).sum::<u64>();
+        if self.bytes - self.settled >= self.settle_every {
+            self.settle()
+                .map_err(|e| OutputError::io(&self.absolute, e))?;
+        }
+        Ok(())
+    }
+
+    /// Syncs what was written so far and tells the kernel it will not be read again. A
+    /// multi-gigabyte file otherwise fills the page cache and the kernel spends more time
+    /// reclaiming it than we spend formatting (measured: as much system as user time).
+    fn settle(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        let file = self.inner.get_ref();
+        file.sync_data()?;
+        let len = std::num::NonZeroU64::new(self.bytes - self.settled);
+        rustix::fs::fadvise(file, self.settled, len, rustix::fs::Advice::DontNeed)?;
+        self.settled = self.bytes;
         Ok(())
     }
 
@@ -134,5 +159,28 @@ impl Write for SharedFile {
             .lock()
             .map_err(|_| io::Error::other("file lock poisoned"))?
             .flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_file_settling_keeps_content_and_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = HashedFile::create(dir.path(), "a/b.jsonl").expect("create");
+        f.settle_every = 1024;
+        let buffers: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'a' + i; 700]).collect();
+        f.write_all_overlapped(&buffers).expect("write");
+        f.write_all_overlapped(&buffers).expect("write");
+        assert!(f.settled > 0, "settled at least once");
+        let written = f.finish(10).expect("finish");
+        let content = std::fs::read(dir.path().join("a/b.jsonl")).expect("read");
+        let expected: Vec<u8> = buffers.concat().repeat(2);
+        assert_eq!(content, expected);
+        assert_eq!(written.bytes, expected.len() as u64);
+        assert_eq!(written.sha256, hex::encode(Sha256::digest(&expected)));
+        assert_eq!(written.path, "a/b.jsonl");
     }
 }
