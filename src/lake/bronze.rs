@@ -161,18 +161,61 @@ impl BronzeBuffer {
                 .into(),
         ])
     }
-
-    fn clear(&mut self) {
-        *self = BronzeBuffer::default();
-    }
 }
+
+type BronzeParquet = ParquetBatchedWriter<SharedFile>;
 
 struct OpenPartition {
     file: SharedFile,
-    writer: Option<ParquetBatchedWriter<SharedFile>>,
+    writer: Option<BronzeParquet>,
+    /// The previous row group, being encoded on its own thread while the next one fills: the
+    /// encoder and the record routing then use both cores.
+    in_flight: Option<std::thread::JoinHandle<Result<BronzeParquet, OutputError>>>,
     path: PathBuf,
     buffer: BronzeBuffer,
     rows: u64,
+}
+
+impl OpenPartition {
+    /// Waits for the row group in flight and takes its writer back.
+    fn settle(&mut self) -> Result<(), OutputError> {
+        if let Some(handle) = self.in_flight.take() {
+            let writer = handle.join().map_err(|_| OutputError::Parquet {
+                path: self.path.clone(),
+                message: "the Parquet encoder thread panicked".into(),
+            })??;
+            self.writer = Some(writer);
+        }
+        Ok(())
+    }
+}
+
+/// Encodes one row group, creating the writer from the first frame's schema.
+fn encode(
+    buffer: BronzeBuffer,
+    writer: Option<BronzeParquet>,
+    file: SharedFile,
+    path: &Path,
+    run_id: &str,
+    source: &str,
+) -> Result<BronzeParquet, OutputError> {
+    let perr = |e: PolarsError| OutputError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let df = buffer.to_frame(run_id, source).map_err(perr)?;
+    let mut writer = match writer {
+        Some(w) => w,
+        // Zstd level 1: Bronze is written once at ingest speed and read by one ETL run;
+        // higher levels cost more CPU than they save in bytes.
+        None => ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Zstd(ZstdLevel::try_new(1).ok()))
+            .with_statistics(StatisticsOptions::default())
+            .batched(df.schema())
+            .map_err(perr)?,
+    };
+    writer.write_batch(&df).map_err(perr)?;
+    Ok(writer)
 }
 
 /// A quarantined record.
@@ -240,6 +283,7 @@ impl BronzeWriter {
                 OpenPartition {
                     file: SharedFile::new(file),
                     writer: None,
+                    in_flight: None,
                     path,
                     buffer: BronzeBuffer::default(),
                     rows: 0,
@@ -265,26 +309,14 @@ impl BronzeWriter {
         if p.buffer.len() == 0 {
             return Ok(());
         }
-        let perr = Self::perr(&p.path);
-        let df = p
-            .buffer
-            .to_frame(&self.run_id, &self.source)
-            .map_err(&perr)?;
-        if p.writer.is_none() {
-            // Zstd level 1: Bronze is written once at ingest speed and read by one ETL run;
-            // higher levels cost more CPU than they save in bytes.
-            let w = ParquetWriter::new(p.file.clone())
-                .with_compression(ParquetCompression::Zstd(ZstdLevel::try_new(1).ok()))
-                .with_statistics(StatisticsOptions::default())
-                .batched(df.schema())
-                .map_err(&perr)?;
-            p.writer = Some(w);
-        }
-        if let Some(w) = p.writer.as_mut() {
-            w.write_batch(&df).map_err(&perr)?;
-        }
-        p.rows += p.buffer.len() as u64;
-        p.buffer.clear();
+        p.settle()?;
+        let buffer = std::mem::take(&mut p.buffer);
+        p.rows += buffer.len() as u64;
+        let (writer, file, path) = (p.writer.take(), p.file.clone(), p.path.clone());
+        let (run_id, source) = (self.run_id.clone(), self.source.clone());
+        p.in_flight = Some(std::thread::spawn(move || {
+            encode(buffer, writer, file, &path, &run_id, &source)
+        }));
         Ok(())
     }
 
@@ -314,9 +346,10 @@ impl BronzeWriter {
 
     fn close(&mut self, day: i64) -> Result<(), OutputError> {
         self.flush(day)?;
-        let Some(p) = self.open.remove(&day) else {
+        let Some(mut p) = self.open.remove(&day) else {
             return Ok(());
         };
+        p.settle()?;
         let Some(w) = p.writer else { return Ok(()) };
         let perr = Self::perr(&p.path);
         w.finish().map_err(&perr)?;
