@@ -261,7 +261,7 @@ fn migrate_gives_up_after_the_lock_timeout_naming_the_holder() {
 fn migrate_builtin_seeds_the_quality_codes_of_the_domain() {
     let db = TestDb::new("builtin");
     kidjamo(&db).args(["db", "migrate"]).assert().success();
-    let rows = db.client().query("SELECT code, severity, trend_eligible, requires_review FROM measurement_quality ORDER BY code", &[]).expect("seeded");
+    let rows = db.client().query("SELECT code, severity, trend_eligible, requires_review, description FROM measurement_quality ORDER BY code", &[]).expect("seeded");
     assert_eq!(rows.len(), kidjamo::domain::QualityFlag::ALL.len());
     for r in rows {
         let code: String = r.get(0);
@@ -269,6 +269,11 @@ fn migrate_builtin_seeds_the_quality_codes_of_the_domain() {
         assert_eq!(r.get::<_, i16>(1), q.severity() as i16, "{code}");
         assert_eq!(r.get::<_, bool>(2), q.is_trend_eligible(), "{code}");
         assert_eq!(r.get::<_, bool>(3), q.requires_review(), "{code}");
+        assert_eq!(
+            r.get::<_, String>(4),
+            q.description(),
+            "{code}: the migration and the domain must describe it alike"
+        );
     }
 }
 

@@ -190,6 +190,14 @@ impl OpenPartition {
     }
 }
 
+/// Turns a Polars error into ours, naming the file.
+fn parquet_error(path: &Path) -> impl Fn(PolarsError) -> OutputError + '_ {
+    move |e| OutputError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
 /// Encodes one row group, creating the writer from the first frame's schema.
 fn encode(
     buffer: BronzeBuffer,
@@ -199,11 +207,8 @@ fn encode(
     run_id: &str,
     source: &str,
 ) -> Result<BronzeParquet, OutputError> {
-    let perr = |e: PolarsError| OutputError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let df = buffer.to_frame(run_id, source).map_err(perr)?;
+    let perr = parquet_error(path);
+    let df = buffer.to_frame(run_id, source).map_err(&perr)?;
     let mut writer = match writer {
         Some(w) => w,
         // Zstd level 1: Bronze is written once at ingest speed and read by one ETL run;
@@ -212,9 +217,9 @@ fn encode(
             .with_compression(ParquetCompression::Zstd(ZstdLevel::try_new(1).ok()))
             .with_statistics(StatisticsOptions::default())
             .batched(df.schema())
-            .map_err(perr)?,
+            .map_err(&perr)?,
     };
-    writer.write_batch(&df).map_err(perr)?;
+    writer.write_batch(&df).map_err(&perr)?;
     Ok(writer)
 }
 
@@ -258,13 +263,6 @@ impl BronzeWriter {
             bronze_rows: 0,
             quarantined_rows: 0,
             reasons: BTreeMap::new(),
-        }
-    }
-
-    fn perr(path: &Path) -> impl Fn(PolarsError) -> OutputError + '_ {
-        move |e| OutputError::Parquet {
-            path: path.to_path_buf(),
-            message: e.to_string(),
         }
     }
 
@@ -351,7 +349,7 @@ impl BronzeWriter {
         };
         p.settle()?;
         let Some(w) = p.writer else { return Ok(()) };
-        let perr = Self::perr(&p.path);
+        let perr = parquet_error(&p.path);
         w.finish().map_err(&perr)?;
         drop(w);
         let file = p.file.into_inner().ok_or_else(|| OutputError::Parquet {
@@ -370,7 +368,7 @@ impl BronzeWriter {
         let part = layout::quarantine_part(date, &self.run_id, 0);
         let mut file = HashedFile::create(&self.root, &part)?;
         let path = file.absolute.clone();
-        let perr = Self::perr(&path);
+        let perr = parquet_error(&path);
         let opt_uuid = |name: &str, f: &dyn Fn(&Rejected) -> Option<Uuid>| -> Column {
             let mut b = StringChunkedBuilder::new(name.into(), rows.len());
             for r in &rows {

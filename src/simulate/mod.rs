@@ -98,10 +98,6 @@ impl Simulator {
         (self.clock - self.start) as f64 / (self.end - self.start).max(1) as f64
     }
 
-    pub fn window_ms(&self) -> i64 {
-        self.chunk_ms
-    }
-
     /// The next window, or `None` when the range is done and every pending record delivered.
     pub fn next_chunk(&mut self) -> Option<Chunk> {
         if self.clock >= self.end && self.pending.is_empty() {
