@@ -12,10 +12,38 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Migrations shipped with kidjamo (a test checks this list against `sql/`).
-pub const EMBEDDED: &[(&str, &str)] = &[(
-    "0001_measurement_quality.sql",
-    include_str!("../../sql/0001_measurement_quality.sql"),
-)];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "0001_measurement_quality.sql",
+        include_str!("../../sql/0001_measurement_quality.sql"),
+    ),
+    ("0002_roles.sql", include_str!("../../sql/0002_roles.sql")),
+    (
+        "0003_people_and_devices.sql",
+        include_str!("../../sql/0003_people_and_devices.sql"),
+    ),
+    (
+        "0004_measurements_and_alerts.sql",
+        include_str!("../../sql/0004_measurements_and_alerts.sql"),
+    ),
+    (
+        "0005_row_level_security.sql",
+        include_str!("../../sql/0005_row_level_security.sql"),
+    ),
+    ("0006_audit.sql", include_str!("../../sql/0006_audit.sql")),
+    (
+        "0007_alert_workflow.sql",
+        include_str!("../../sql/0007_alert_workflow.sql"),
+    ),
+    (
+        "0008_dashboards.sql",
+        include_str!("../../sql/0008_dashboards.sql"),
+    ),
+    (
+        "0009_open_alert_index.sql",
+        include_str!("../../sql/0009_open_alert_index.sql"),
+    ),
+];
 
 /// Marker on a file's first line for statements that cannot run inside a transaction.
 pub const NO_TRANSACTION_MARKER: &str = "-- kidjamo: no-transaction";

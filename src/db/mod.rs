@@ -1,6 +1,10 @@
-//! PostgreSQL: versioned migrations (more to come: partitions, load, backup/restore, audit).
+//! PostgreSQL (SPEC §7): migrations, partitions, bulk load, dashboards and alert escalation.
 
+pub mod copy;
+pub mod load;
+pub mod maintenance;
 pub mod migrations;
+pub mod partitions;
 
 use postgres::{Client, NoTls};
 
