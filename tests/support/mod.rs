@@ -39,6 +39,27 @@ impl TestDb {
         TestDb { name, url }
     }
 
+    /// The same database, connecting as another role (trust authentication on test servers).
+    pub fn url_as(&self, role: &str) -> String {
+        let scheme = self.url.find("://").map_or(0, |i| i + 3);
+        let at = self.url.rfind('@').expect("test URLs name a user");
+        format!("{}{role}{}", &self.url[..scheme], &self.url[at..])
+    }
+
+    /// A database with every built-in migration applied.
+    pub fn migrated(tag: &str) -> TestDb {
+        let db = TestDb::new(tag);
+        let list = kidjamo::db::migrations::embedded().expect("embedded migrations");
+        kidjamo::db::migrations::migrate(
+            &mut db.client(),
+            &list,
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .expect("migrate");
+        db
+    }
+
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
     }

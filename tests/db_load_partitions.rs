@@ -1,0 +1,354 @@
+//! `kidjamo db load` and `kidjamo db partitions` from the command line, against the real
+//! PostgreSQL: a simulated lake loaded twice, compared row by row with the Parquet it came from
+//! (read here independently), partitions checked through `tableoid`, retention with archives.
+
+mod support;
+
+use assert_cmd::Command;
+use polars::prelude::{ParquetReader, SerReader};
+use std::collections::HashMap;
+use std::path::Path;
+use support::TestDb;
+
+fn kidjamo(db: &TestDb) -> Command {
+    let mut c = Command::cargo_bin("kidjamo").expect("binary");
+    c.env_remove("KIDJAMO_CONFIG").env("DATABASE_URL", &db.url);
+    c
+}
+
+fn stdout(c: &mut Command) -> String {
+    let out = c.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The counts printed on the `measurements` line of `db load`: read, inserted, skipped.
+fn measurement_counts(out: &str) -> (u64, u64, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("measurements "))
+        .unwrap_or_else(|| panic!("no measurements line in {out}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+type Key = (String, i64);
+type Row = (String, Option<f64>, Option<i16>, String);
+
+/// Bronze measurements by (device_id, recorded_at ms), the first occurrence kept.
+fn bronze_rows(lake: &Path) -> HashMap<Key, Row> {
+    let mut rows = HashMap::new();
+    let root = lake.join("bronze/measurements");
+    let mut files: Vec<_> = walk(&root);
+    files.sort();
+    for f in files {
+        let df = ParquetReader::new(std::fs::File::open(&f).expect("open"))
+            .finish()
+            .expect("parquet");
+        let s = |c: &str| df.column(c).expect(c).as_materialized_series().clone();
+        let device = s("device_id");
+        let time = s("recorded_at")
+            .cast(&polars::prelude::DataType::Int64)
+            .expect("ms");
+        let message = s("message_id");
+        let spo2 = s("spo2_pct");
+        let hr = s("heart_rate_bpm");
+        let quality = s("quality_flag");
+        let (device, time, message, spo2, hr, quality) = (
+            device.str().expect("str"),
+            time.i64().expect("i64"),
+            message.str().expect("str"),
+            spo2.f64().expect("f64"),
+            hr.i16().expect("i16"),
+            quality.str().expect("str"),
+        );
+        for i in 0..df.height() {
+            let key = (
+                device.get(i).expect("device").to_string(),
+                time.get(i).expect("time"),
+            );
+            rows.entry(key).or_insert((
+                message.get(i).expect("message").to_string(),
+                spo2.get(i),
+                hr.get(i),
+                quality.get(i).expect("quality").to_string(),
+            ));
+        }
+    }
+    rows
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn load_twice_inserts_once_and_the_database_equals_the_lake() {
+    let db = TestDb::migrated("load");
+    let lake = tempfile::tempdir().expect("tempdir");
+    Command::cargo_bin("kidjamo")
+        .expect("binary")
+        .env_remove("KIDJAMO_CONFIG")
+        .args(["simulate", "--patients", "12", "--days", "2", "--seed", "7"])
+        .args(["--format", "parquet", "--out"])
+        .arg(lake.path())
+        .assert()
+        .success();
+
+    let first = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+    let second = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+    let (read, inserted, skipped) = measurement_counts(&first);
+    let expected = bronze_rows(lake.path());
+    assert_eq!(inserted as usize, expected.len(), "{first}");
+    assert_eq!(read, inserted + skipped);
+    assert_eq!(measurement_counts(&second), (read, 0, read), "{second}");
+    assert!(
+        second.contains("patients                     12 read          0 inserted"),
+        "{second}"
+    );
+
+    let mut client = db.client();
+    let loaded: HashMap<Key, Row> = client
+        .query(
+            "SELECT device_id::text, (extract(epoch FROM recorded_at) * 1000)::bigint,
+                    message_id::text, spo2_pct, heart_rate_bpm, quality_flag
+             FROM measurements",
+            &[],
+        )
+        .expect("select")
+        .iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1)),
+                (r.get(2), r.get(3), r.get(4), r.get(5)),
+            )
+        })
+        .collect();
+    assert_eq!(loaded.len(), expected.len());
+    assert!(loaded == expected, "loaded measurements differ from Bronze");
+
+    // Every row sits in the partition of its ISO week, none in DEFAULT.
+    let misplaced: i64 = client
+        .query_one(
+            "SELECT count(*) FROM measurements
+             WHERE tableoid::regclass::text <>
+                   kidjamo_week_partition_name(kidjamo_iso_week_start((recorded_at AT TIME ZONE 'UTC')::date))",
+            &[],
+        )
+        .expect("tableoid")
+        .get(0);
+    assert_eq!(misplaced, 0);
+    // The heat index was derived for Bronze, where it is never sent.
+    let with_heat_index: i64 = client
+        .query_one(
+            "SELECT count(*) FROM measurements WHERE heat_index_c IS NOT NULL",
+            &[],
+        )
+        .expect("heat index")
+        .get(0);
+    assert!(with_heat_index > 0);
+    // The dashboards refresh (concurrently the second time) over the loaded rows.
+    stdout(kidjamo(&db).args(["db", "refresh"]));
+    let out = stdout(kidjamo(&db).args(["db", "refresh"]));
+    assert!(out.contains("refreshed mv_patient_latest"), "{out}");
+    let latest: i64 = client
+        .query_one(
+            "SELECT count(*) FROM mv_patient_latest WHERE last_recorded_at IS NOT NULL",
+            &[],
+        )
+        .expect("mv")
+        .get(0);
+    assert_eq!(latest, 12);
+}
+
+#[test]
+fn load_refuses_a_lake_with_a_broken_reference_file_naming_it() {
+    let db = TestDb::migrated("loadbad");
+    let lake = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(lake.path().join("reference")).expect("dir");
+    std::fs::write(lake.path().join("reference/users.parquet"), b"not parquet").expect("write");
+    let out = kidjamo(&db)
+        .args(["db", "load", "--lake"])
+        .arg(lake.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("users.parquet: cannot read Parquet"), "{err}");
+}
+
+const DEVICE: &str = "00000000-0000-0000-0000-0000000000e1";
+const PATIENT: &str = "00000000-0000-0000-0000-00000000aaaa";
+
+/// One patient and one measurement per day in `days`, inserted while only DEFAULT exists.
+fn patient_with_measurements(db: &TestDb, days: &[&str]) {
+    let values: Vec<String> = days
+        .iter()
+        .map(|d| format!("('{DEVICE}', '{d}T12:00Z', '{PATIENT}', gen_random_uuid(), 'ok')"))
+        .collect();
+    db.client()
+        .batch_execute(&format!(
+            "SET ROLE kidjamo_owner;
+             INSERT INTO users (user_id, role, given_name, family_name, created_at)
+               VALUES ('00000000-0000-0000-0000-0000000000a1', 'patient', 'A', 'B', '2026-01-01Z');
+             INSERT INTO patients (patient_id, user_id, sex, birth_date, genotype, country)
+               VALUES ('{PATIENT}', '00000000-0000-0000-0000-0000000000a1', 'F', '2015-01-01', 'SS', 'CM');
+             INSERT INTO measurements (device_id, recorded_at, patient_id, message_id, quality_flag)
+               VALUES {};",
+            values.join(", ")
+        ))
+        .expect("seed");
+}
+
+fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client().query_one(sql, &[]).expect(sql).get(0)
+}
+
+#[test]
+fn partitions_are_created_ahead_and_the_default_partition_is_emptied() {
+    let db = TestDb::migrated("parts");
+    patient_with_measurements(&db, &["2026-01-07", "2026-03-11", "2026-03-12"]);
+    assert_eq!(count(&db, "SELECT count(*) FROM measurements_default"), 3);
+    let out =
+        stdout(kidjamo(&db).args(["db", "partitions", "--today", "2026-03-10", "--ahead", "2"]));
+    for expected in [
+        "created  measurements_2026w02 (moved 1 rows out of DEFAULT)",
+        "created  measurements_2026w11 (moved 2 rows out of DEFAULT)",
+        "created  measurements_2026w12",
+        "created  measurements_2026w13",
+        "measurements 3 rows before, 0 after",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in\n{out}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM measurements_default"), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM audit_log_default"), 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM measurements WHERE tableoid = 'measurements_2026w11'::regclass"
+        ),
+        2
+    );
+    let again =
+        stdout(kidjamo(&db).args(["db", "partitions", "--today", "2026-03-10", "--ahead", "2"]));
+    assert!(again.contains("all partitions already exist"), "{again}");
+}
+
+#[test]
+fn retention_detaches_only_weeks_whose_archive_is_verified() {
+    let db = TestDb::migrated("retain");
+    patient_with_measurements(&db, &["2026-01-07", "2026-01-08", "2026-03-11"]);
+    let lake = tempfile::tempdir().expect("tempdir");
+    let partitions = |extra: &[&str]| {
+        let mut c = kidjamo(&db);
+        c.args([
+            "db",
+            "partitions",
+            "--today",
+            "2026-03-10",
+            "--ahead",
+            "0",
+            "--retain",
+            "4",
+        ])
+        .args(extra);
+        c.output().expect("run")
+    };
+    // No archive: the old week is kept, the answer is "no" (exit 1), nothing detached.
+    let out = partitions(&["--lake", lake.path().to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kept     measurements_2026w02: no archive at"),
+        "{text}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM measurements"), 3);
+
+    let out = partitions(&["--lake", lake.path().to_str().expect("utf-8"), "--archive"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("detached measurements_2026w02 (2 rows; archive verified"),
+        "{text}"
+    );
+    let archive = lake.path().join("archive/measurements/iso_week=2026-W02");
+    let csv = std::fs::read_to_string(archive.join("measurements_2026w02.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 3, "header and two rows:\n{csv}");
+    assert!(csv.contains(PATIENT));
+    // The week left the table; its rows are still in the detached table.
+    assert_eq!(count(&db, "SELECT count(*) FROM measurements"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM measurements_2026w02"), 2);
+}
+
+#[test]
+fn retention_refuses_an_archive_that_does_not_match_and_force_overrides() {
+    let db = TestDb::migrated("retainforce");
+    patient_with_measurements(&db, &["2026-01-07", "2026-03-11"]);
+    let lake = tempfile::tempdir().expect("tempdir");
+    let archive = lake.path().join("archive/measurements/iso_week=2026-W02");
+    std::fs::create_dir_all(&archive).expect("dir");
+    std::fs::write(archive.join("measurements_2026w02.csv"), "header\n").expect("csv");
+    std::fs::write(
+        archive.join("_manifest.json"),
+        r#"{"file": "measurements_2026w02.csv", "rows": 5, "sha256": "00"}"#,
+    )
+    .expect("manifest");
+    let lake_arg = lake.path().to_str().expect("utf-8");
+    let out = kidjamo(&db)
+        .args([
+            "db",
+            "partitions",
+            "--today",
+            "2026-03-10",
+            "--ahead",
+            "0",
+            "--retain",
+            "4",
+            "--lake",
+            lake_arg,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("archive holds 5 rows, the partition 1"),
+        "{text}"
+    );
+    let out = stdout(kidjamo(&db).args([
+        "db",
+        "partitions",
+        "--today",
+        "2026-03-10",
+        "--ahead",
+        "0",
+        "--retain",
+        "4",
+        "--force",
+    ]));
+    assert!(
+        out.contains("detached measurements_2026w02 (1 rows; --force"),
+        "{out}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM measurements"), 1);
+}
