@@ -77,6 +77,9 @@ pub struct LoadArgs {
     /// Last event date to load (inclusive).
     #[arg(long, value_name = "YYYY-MM-DD")]
     to: Option<chrono::NaiveDate>,
+    /// Database connections loading measurement files in parallel.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    connections: usize,
 }
 
 #[derive(Args)]
@@ -217,7 +220,7 @@ fn escalate(args: Connection, ctx: &Context) -> Result<ExitCode> {
 }
 
 fn load_lake(args: LoadArgs, ctx: &Context) -> Result<ExitCode> {
-    let mut client = connect(&args.connection, ctx)?;
+    let url = database_url(&args.connection.database_url, ctx)?;
     let selection = load::MeasurementSelection {
         layer: args.layer,
         from: args.from,
@@ -225,7 +228,8 @@ fn load_lake(args: LoadArgs, ctx: &Context) -> Result<ExitCode> {
     };
     let bar = Bar::new("load", ctx.quiet, ctx.verbose);
     let started = std::time::Instant::now();
-    let report = load::load_lake(&mut client, &args.lake, &selection, &bar)?;
+    let connect = || db::connect(&url);
+    let report = load::load_lake(&connect, &args.lake, &selection, args.connections, &bar)?;
     let secs = started.elapsed().as_secs_f64();
     match &report.measurement_layer {
         Some(layer) => println!(

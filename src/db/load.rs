@@ -233,38 +233,91 @@ pub struct MeasurementSelection {
     pub to: Option<NaiveDate>,
 }
 
+/// Loads the lake. `connect` opens a connection; reference tables use one, measurement files
+/// are spread over `workers` connections (the server does most of the work of a load, and one
+/// backend uses one core: two connections keep both cores of a small machine busy).
 pub fn load_lake(
-    client: &mut Client,
+    connect: &(dyn Fn() -> Result<Client, DbError> + Sync),
     lake: &Path,
     selection: &MeasurementSelection,
+    workers: usize,
     progress: &dyn Progress,
 ) -> Result<LoadReport, LoadError> {
     let mut report = LoadReport::default();
+    let mut client = connect()?;
     let reference = lake.join(layout::REFERENCE_DIR);
     if reference.is_dir() {
-        report.tables = load_reference(client, &reference)?;
+        report.tables = load_reference(&mut client, &reference)?;
     }
     let (layer, files) = measurement_files(lake, selection)?;
     report.measurement_layer = layer;
     report.measurement_files = files.len();
+    // Partitions first, from the files' event dates, so that workers never create one while
+    // another inserts (a file holding rows outside its date still gets them, one at a time).
+    let mut weeks: Vec<NaiveDate> = files
+        .iter()
+        .map(|f| super::partitions::iso_week_start(f.event_date))
+        .collect();
+    weeks.sort();
+    weeks.dedup();
+    for day in weeks {
+        report
+            .partitions_created
+            .extend(ensure_partition(&mut client, day)?);
+    }
+    drop(client);
+
+    let rows_total: u64 = files.iter().map(|f| f.rows).sum();
+    progress.on_start(rows_total);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, files.len().max(1)) {
+            scope.spawn(|| {
+                let outcome = (|| -> Result<(), LoadError> {
+                    let mut client = connect()?;
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = files.get(i) else {
+                            return Ok(());
+                        };
+                        let loaded = load_measurement_file(&mut client, &file.path)?;
+                        progress.on_advance(loaded.0.read);
+                        results.lock().map_err(|_| poisoned())?.push(Ok(loaded));
+                    }
+                })();
+                if let Err(e) = outcome {
+                    // Stop the other workers after their current file.
+                    next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                    if let Ok(mut r) = results.lock() {
+                        r.push(Err(e));
+                    }
+                }
+            });
+        }
+    });
+    progress.on_finish();
     let mut totals = TableCounts {
         table: "measurements".into(),
         ..TableCounts::default()
     };
-    let rows_total: u64 = files.iter().map(|f| f.rows).sum();
-    progress.on_start(rows_total);
-    for file in &files {
-        let (counts, created) = load_measurement_file(client, &file.path)?;
+    for result in results.into_inner().map_err(|_| poisoned())? {
+        let (counts, created) = result?;
         totals.read += counts.read;
         totals.inserted += counts.inserted;
         totals.already_present += counts.already_present;
         totals.unknown_patient += counts.unknown_patient;
         report.partitions_created.extend(created);
-        progress.on_advance(counts.read);
     }
-    progress.on_finish();
     report.tables.push(totals);
     Ok(report)
+}
+
+fn poisoned() -> LoadError {
+    LoadError::Lake {
+        path: "load".into(),
+        reason: "a load worker panicked".into(),
+    }
 }
 
 fn load_reference(client: &mut Client, dir: &Path) -> Result<Vec<TableCounts>, LoadError> {
@@ -387,21 +440,26 @@ fn ensure_partitions(client: &mut Client, recorded_at: &Field<'_>) -> Result<Vec
     let mut created = Vec::new();
     let (mut d, last) = (day(min), day(max));
     loop {
-        let row = client
-            .query_one(
-                "SELECT partition_name, created FROM kidjamo_ensure_week_partition($1)",
-                &[&d],
-            )
-            .map_err(query_error(format!("cannot create the partition for {d}")))?;
-        if row.get::<_, bool>(1) {
-            created.push(row.get(0));
-        }
+        created.extend(ensure_partition(client, d)?);
         if d >= last {
             break;
         }
         d = (d + Days::days(7)).min(last);
     }
     Ok(created)
+}
+
+/// The partition of the week holding `day`, created if missing; its name when created.
+fn ensure_partition(client: &mut Client, day: NaiveDate) -> Result<Option<String>, DbError> {
+    let row = client
+        .query_one(
+            "SELECT partition_name, created FROM kidjamo_ensure_week_partition($1)",
+            &[&day],
+        )
+        .map_err(query_error(format!(
+            "cannot create the partition for {day}"
+        )))?;
+    Ok(row.get::<_, bool>(1).then(|| row.get(0)))
 }
 
 fn column_list(columns: &[Col]) -> String {
