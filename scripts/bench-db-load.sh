@@ -29,7 +29,7 @@ echo "machine: $cpu, $(free -g | awk '/Mem:/{print $2}') GiB; $(psql -At "$admin
 
 "$bin" simulate --quiet --patients "$patients" --days "$days" --start 2026-03-01 --seed 42 \
   --format parquet --out "$work/lake" >/dev/null
-psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+PGOPTIONS="-c client_min_messages=warning" psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 export DATABASE_URL="$url"
 "$bin" db migrate --quiet >/dev/null
 

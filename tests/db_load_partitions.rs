@@ -106,16 +106,37 @@ fn load_twice_inserts_once_and_the_database_equals_the_lake() {
         .expect("binary")
         .env_remove("KIDJAMO_CONFIG")
         .args(["simulate", "--patients", "12", "--days", "2", "--seed", "7"])
+        .args(["--start", "2026-03-01"]) // a Sunday: the two days fall in two ISO weeks
         .args(["--format", "parquet", "--out"])
         .arg(lake.path())
         .assert()
         .success();
 
+    // The first day alone: its week is bulk-loaded into a new partition. Then everything:
+    // the first week now loads the regular way (all present), the second in bulk.
+    let partial = stdout(
+        kidjamo(&db)
+            .args(["db", "load", "--to", "2026-03-01", "--lake"])
+            .arg(lake.path()),
+    );
+    assert!(
+        partial.contains("partitions created: measurements_2026w09"),
+        "{partial}"
+    );
     let first = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+    assert!(
+        first.contains("partitions created: measurements_2026w10"),
+        "{first}"
+    );
     let second = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
     let (read, inserted, skipped) = measurement_counts(&first);
     let expected = bronze_rows(lake.path());
-    assert_eq!(inserted as usize, expected.len(), "{first}");
+    let (_, inserted_before, _) = measurement_counts(&partial);
+    assert_eq!(
+        (inserted_before + inserted) as usize,
+        expected.len(),
+        "{partial}{first}"
+    );
     assert_eq!(read, inserted + skipped);
     assert_eq!(measurement_counts(&second), (read, 0, read), "{second}");
     assert!(
@@ -143,6 +164,15 @@ fn load_twice_inserts_once_and_the_database_equals_the_lake() {
     assert_eq!(loaded.len(), expected.len());
     assert!(loaded == expected, "loaded measurements differ from Bronze");
 
+    // Both load paths audited every row: one audit row per statement and patient.
+    let audited: i64 = client
+        .query_one(
+            "SELECT sum(row_count)::bigint FROM audit_log WHERE table_name = 'measurements' AND operation = 'INSERT'",
+            &[],
+        )
+        .expect("audit")
+        .get(0);
+    assert_eq!(audited as usize, expected.len());
     // Every row sits in the partition of its ISO week, none in DEFAULT.
     let misplaced: i64 = client
         .query_one(

@@ -254,18 +254,32 @@ pub fn load_lake(
     report.measurement_files = files.len();
     // Partitions first, from the files' event dates, so that workers never create one while
     // another inserts (a file holding rows outside its date still gets them, one at a time).
+    // A week without a partition is bulk-loaded into a standalone table attached at the end.
     let mut weeks: Vec<NaiveDate> = files
         .iter()
         .map(|f| super::partitions::iso_week_start(f.event_date))
         .collect();
     weeks.sort();
     weeks.dedup();
-    for day in weeks {
-        report
-            .partitions_created
-            .extend(ensure_partition(&mut client, day)?);
+    let mut bulk = BulkWeeks::new();
+    for week in weeks {
+        let table: Option<String> = client
+            .query_one("SELECT kidjamo_bulk_week_begin($1)", &[&week])
+            .map_err(query_error(format!("cannot prepare the week of {week}")))?
+            .get(0);
+        match table {
+            Some(table) => {
+                let start = week
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp_millis();
+                bulk.insert(week, (table, (start, start + 7 * 86_400_000)));
+            }
+            None => report
+                .partitions_created
+                .extend(ensure_partition(&mut client, week)?),
+        }
     }
-    drop(client);
 
     let rows_total: u64 = files.iter().map(|f| f.rows).sum();
     progress.on_start(rows_total);
@@ -281,7 +295,7 @@ pub fn load_lake(
                         let Some(file) = files.get(i) else {
                             return Ok(());
                         };
-                        let loaded = load_measurement_file(&mut client, &file.path)?;
+                        let loaded = load_measurement_file(&mut client, &file.path, &bulk)?;
                         progress.on_advance(loaded.0.read);
                         results.lock().map_err(|_| poisoned())?.push(Ok(loaded));
                     }
@@ -308,6 +322,19 @@ pub fn load_lake(
         totals.already_present += counts.already_present;
         totals.unknown_patient += counts.unknown_patient;
         report.partitions_created.extend(created);
+    }
+    // Every file is in: index, audit and attach the bulk-loaded weeks.
+    for week in bulk.keys() {
+        let name: String = client
+            .query_one(
+                "SELECT partition_name FROM kidjamo_bulk_week_finish($1)",
+                &[week],
+            )
+            .map_err(query_error(format!(
+                "cannot attach the partition of the week of {week}"
+            )))?
+            .get(0);
+        report.partitions_created.push(name);
     }
     report.tables.push(totals);
     Ok(report)
@@ -371,12 +398,13 @@ fn load_reference(client: &mut Client, dir: &Path) -> Result<Vec<TableCounts>, L
 pub fn load_measurement_file(
     client: &mut Client,
     path: &Path,
+    bulk: &BulkWeeks,
 ) -> Result<(TableCounts, Vec<String>), LoadError> {
     let name = path.display().to_string();
     let df = read_parquet(path)?;
     let mut fields = fields(&df, &name, MEASUREMENT_COLUMNS)?;
     fill_heat_index(&df, &mut fields);
-    let created = ensure_partitions(client, &fields[1])?;
+    let created = ensure_partitions(client, &fields[1], bulk)?;
     let mut tx = client
         .transaction()
         .map_err(query_error("cannot start a measurement load"))?;
@@ -392,19 +420,32 @@ pub fn load_measurement_file(
         )
         .map_err(query_error(format!("{name}: cannot check patients")))?
         .get(0);
-    let inserted = tx
-        .execute(
-            &format!(
-                "INSERT INTO measurements SELECT s.* FROM {stage} s
-                 WHERE EXISTS (SELECT 1 FROM patients p WHERE p.patient_id = s.patient_id)
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[],
-        )
-        .map_err(|source| LoadError::Copy {
+    // Rows of a week being bulk-loaded go to its standalone table, the others to measurements.
+    let known = "EXISTS (SELECT 1 FROM patients p WHERE p.patient_id = s.patient_id)";
+    let mut statements = Vec::new();
+    let mut elsewhere = Vec::new();
+    for (table, range) in bulk.values() {
+        let range = format!(
+            "s.recorded_at >= to_timestamp({} / 1000.0) AND s.recorded_at < to_timestamp({} / 1000.0)",
+            range.0, range.1
+        );
+        statements.push(format!(
+            "INSERT INTO {table} SELECT s.* FROM {stage} s WHERE {known} AND {range} ON CONFLICT DO NOTHING"
+        ));
+        elsewhere.push(format!("NOT ({range})"));
+    }
+    elsewhere.push(known.to_string());
+    statements.push(format!(
+        "INSERT INTO measurements SELECT s.* FROM {stage} s WHERE {} ON CONFLICT DO NOTHING",
+        elsewhere.join(" AND ")
+    ));
+    let mut inserted = 0;
+    for sql in statements {
+        inserted += tx.execute(&sql, &[]).map_err(|source| LoadError::Copy {
             file: name.clone(),
             source,
         })?;
+    }
     tx.commit()
         .map_err(query_error(format!("{name}: cannot commit")))?;
     let unknown = unknown as u64;
@@ -420,8 +461,16 @@ pub fn load_measurement_file(
     ))
 }
 
-/// Creates the weekly partitions the rows of a file need, before they are inserted.
-fn ensure_partitions(client: &mut Client, recorded_at: &Field<'_>) -> Result<Vec<String>, DbError> {
+/// Weeks loaded in bulk: week start → (standalone table, [start, end) in Unix ms).
+pub type BulkWeeks = std::collections::BTreeMap<NaiveDate, (String, (i64, i64))>;
+
+/// Creates the weekly partitions the rows of a file need, before they are inserted (weeks being
+/// bulk-loaded excepted: their partition is the standalone table, attached at the end).
+fn ensure_partitions(
+    client: &mut Client,
+    recorded_at: &Field<'_>,
+    bulk: &BulkWeeks,
+) -> Result<Vec<String>, DbError> {
     let Field::TimestampMs(times) = recorded_at else {
         return Ok(Vec::new());
     };
@@ -440,7 +489,9 @@ fn ensure_partitions(client: &mut Client, recorded_at: &Field<'_>) -> Result<Vec
     let mut created = Vec::new();
     let (mut d, last) = (day(min), day(max));
     loop {
-        created.extend(ensure_partition(client, d)?);
+        if !bulk.contains_key(&super::partitions::iso_week_start(d)) {
+            created.extend(ensure_partition(client, d)?);
+        }
         if d >= last {
             break;
         }

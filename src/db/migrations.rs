@@ -43,6 +43,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0009_open_alert_index.sql",
         include_str!("../../sql/0009_open_alert_index.sql"),
     ),
+    (
+        "0010_bulk_week_load.sql",
+        include_str!("../../sql/0010_bulk_week_load.sql"),
+    ),
 ];
 
 /// Marker on a file's first line for statements that cannot run inside a transaction.
