@@ -244,6 +244,7 @@ pub fn load_lake(
     progress: &dyn Progress,
 ) -> Result<LoadReport, LoadError> {
     let mut report = LoadReport::default();
+    let started = std::time::Instant::now();
     let mut client = connect()?;
     let reference = lake.join(layout::REFERENCE_DIR);
     if reference.is_dir() {
@@ -281,6 +282,11 @@ pub fn load_lake(
         }
     }
 
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        bulk_weeks = bulk.len(),
+        "reference tables loaded, partitions prepared"
+    );
     let rows_total: u64 = files.iter().map(|f| f.rows).sum();
     progress.on_start(rows_total);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -323,6 +329,10 @@ pub fn load_lake(
         totals.unknown_patient += counts.unknown_patient;
         report.partitions_created.extend(created);
     }
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "measurement files loaded"
+    );
     // Every file is in: index, audit and attach the bulk-loaded weeks.
     for week in bulk.keys() {
         let name: String = client
@@ -334,6 +344,7 @@ pub fn load_lake(
                 "cannot attach the partition of the week of {week}"
             )))?
             .get(0);
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), partition = %name, "attached");
         report.partitions_created.push(name);
     }
     report.tables.push(totals);
@@ -401,15 +412,22 @@ pub fn load_measurement_file(
     bulk: &BulkWeeks,
 ) -> Result<(TableCounts, Vec<String>), LoadError> {
     let name = path.display().to_string();
+    let started = std::time::Instant::now();
     let df = read_parquet(path)?;
     let mut fields = fields(&df, &name, MEASUREMENT_COLUMNS)?;
     fill_heat_index(&df, &mut fields);
-    let created = ensure_partitions(client, &fields[1], bulk)?;
+    let decoded = started.elapsed();
+    let span = time_span(&fields[1]);
+    let created = match span {
+        Some(span) => ensure_partitions(client, span, bulk)?,
+        None => Vec::new(),
+    };
     let mut tx = client
         .transaction()
         .map_err(query_error("cannot start a measurement load"))?;
     let stage = "kidjamo_stage_measurements";
     let read = copy_into_stage(&mut tx, &name, stage, MEASUREMENT_COLUMNS, &fields)?;
+    let copied = started.elapsed();
     let unknown: i64 = tx
         .query_one(
             &format!(
@@ -422,23 +440,33 @@ pub fn load_measurement_file(
         .get(0);
     // Rows of a week being bulk-loaded go to its standalone table, the others to measurements.
     let known = "EXISTS (SELECT 1 FROM patients p WHERE p.patient_id = s.patient_id)";
+    // Only the weeks this file's rows span are visited; the statement into `measurements` is
+    // skipped when one bulk week holds them all (the usual case: one file per event date).
+    let (first, last) = span.unwrap_or((0, 0));
     let mut statements = Vec::new();
     let mut elsewhere = Vec::new();
-    for (table, range) in bulk.values() {
+    for (table, (start, end)) in bulk.values() {
+        if *end <= first || *start > last {
+            continue;
+        }
         let range = format!(
-            "s.recorded_at >= to_timestamp({} / 1000.0) AND s.recorded_at < to_timestamp({} / 1000.0)",
-            range.0, range.1
+            "s.recorded_at >= to_timestamp({start} / 1000.0) AND s.recorded_at < to_timestamp({end} / 1000.0)"
         );
         statements.push(format!(
             "INSERT INTO {table} SELECT s.* FROM {stage} s WHERE {known} AND {range} ON CONFLICT DO NOTHING"
         ));
         elsewhere.push(format!("NOT ({range})"));
     }
-    elsewhere.push(known.to_string());
-    statements.push(format!(
-        "INSERT INTO measurements SELECT s.* FROM {stage} s WHERE {} ON CONFLICT DO NOTHING",
-        elsewhere.join(" AND ")
-    ));
+    let all_in_one_bulk_week = bulk
+        .values()
+        .any(|(_, (start, end))| *start <= first && last < *end);
+    if !all_in_one_bulk_week {
+        elsewhere.push(known.to_string());
+        statements.push(format!(
+            "INSERT INTO measurements SELECT s.* FROM {stage} s WHERE {} ON CONFLICT DO NOTHING",
+            elsewhere.join(" AND ")
+        ));
+    }
     let mut inserted = 0;
     for sql in statements {
         inserted += tx.execute(&sql, &[]).map_err(|source| LoadError::Copy {
@@ -448,6 +476,14 @@ pub fn load_measurement_file(
     }
     tx.commit()
         .map_err(query_error(format!("{name}: cannot commit")))?;
+    tracing::debug!(
+        file = %name,
+        rows = read,
+        decode_s = decoded.as_secs_f64(),
+        copy_s = (copied - decoded).as_secs_f64(),
+        insert_s = (started.elapsed() - copied).as_secs_f64(),
+        "measurement file loaded"
+    );
     let unknown = unknown as u64;
     Ok((
         TableCounts {
@@ -461,6 +497,18 @@ pub fn load_measurement_file(
     ))
 }
 
+/// First and last `recorded_at` of a file, in Unix ms (None when it has no rows).
+fn time_span(recorded_at: &Field<'_>) -> Option<(i64, i64)> {
+    let Field::TimestampMs(times) = recorded_at else {
+        return None;
+    };
+    let (min, max) = times
+        .iter()
+        .flatten()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    (min <= max).then_some((min, max))
+}
+
 /// Weeks loaded in bulk: week start → (standalone table, [start, end) in Unix ms).
 pub type BulkWeeks = std::collections::BTreeMap<NaiveDate, (String, (i64, i64))>;
 
@@ -468,19 +516,9 @@ pub type BulkWeeks = std::collections::BTreeMap<NaiveDate, (String, (i64, i64))>
 /// bulk-loaded excepted: their partition is the standalone table, attached at the end).
 fn ensure_partitions(
     client: &mut Client,
-    recorded_at: &Field<'_>,
+    (min, max): (i64, i64),
     bulk: &BulkWeeks,
 ) -> Result<Vec<String>, DbError> {
-    let Field::TimestampMs(times) = recorded_at else {
-        return Ok(Vec::new());
-    };
-    let (min, max) = times
-        .iter()
-        .flatten()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-    if min > max {
-        return Ok(Vec::new());
-    }
     let day = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.date_naive())
