@@ -239,11 +239,16 @@ fn load_lake(args: LoadArgs, ctx: &Context) -> Result<ExitCode> {
         None => println!("load: the lake holds no measurements"),
     }
     for t in &report.tables {
-        let unknown = if t.unknown_patient > 0 {
-            format!(", {} rejected (unknown patient)", t.unknown_patient)
-        } else {
-            String::new()
-        };
+        let mut unknown = String::new();
+        if t.updated > 0 {
+            unknown.push_str(&format!(", {} updated to a newer state", t.updated));
+        }
+        if t.unknown_patient > 0 {
+            unknown.push_str(&format!(
+                ", {} rejected (unknown patient)",
+                t.unknown_patient
+            ));
+        }
         println!(
             "{:<20} {:>10} read {:>10} inserted {:>10} duplicate or already present{unknown}",
             t.table, t.read, t.inserted, t.already_present

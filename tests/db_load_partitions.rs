@@ -382,3 +382,160 @@ fn retention_refuses_an_archive_that_does_not_match_and_force_overrides() {
     );
     assert_eq!(count(&db, "SELECT count(*) FROM measurements"), 1);
 }
+
+mod alerts {
+    use super::*;
+    use kidjamo::domain::alerts::{Alert, AlertStatus};
+    use kidjamo::domain::{Severity, UtcMillis, Vitals};
+    use kidjamo::lake::{alerts::write_alerts, layout};
+
+    fn alert(
+        id: u128,
+        patient: uuid::Uuid,
+        last_seen: i64,
+        status: AlertStatus,
+        occurrences: u32,
+    ) -> Alert {
+        Alert {
+            alert_id: uuid::Uuid::from_u128(id),
+            patient_id: patient,
+            device_id: uuid::Uuid::from_u128(0xd1),
+            rule_id: "spo2_emergency".into(),
+            severity: Severity::Critical,
+            title: "SpO2 critical".into(),
+            message: format!("seen {occurrences} times"),
+            first_seen_at: UtcMillis(1_772_352_000_000),
+            last_seen_at: UtcMillis(last_seen),
+            vitals_snapshot: Vitals {
+                spo2_pct: Some(84.5),
+                heart_rate_bpm: Some(121),
+                ..Vitals::default()
+            },
+            trigger_conditions: vec!["spo2_pct 84.5 < 85".into(), "it's \"quoted\"".into()],
+            suggested_actions: vec![],
+            status,
+            escalation_level: 0,
+            occurrences,
+        }
+    }
+
+    fn first_patient(lake: &Path) -> uuid::Uuid {
+        let df = ParquetReader::new(
+            std::fs::File::open(lake.join("reference/patients.parquet")).expect("open"),
+        )
+        .finish()
+        .expect("parquet");
+        let id = df
+            .column("patient_id")
+            .expect("col")
+            .str()
+            .expect("str")
+            .get(0)
+            .expect("id")
+            .to_string();
+        uuid::Uuid::parse_str(&id).expect("uuid")
+    }
+
+    #[test]
+    fn alerts_load_once_and_newer_states_update_only_what_the_engine_owns() {
+        let db = TestDb::migrated("alerts");
+        let lake = tempfile::tempdir().expect("tempdir");
+        Command::cargo_bin("kidjamo")
+            .expect("binary")
+            .env_remove("KIDJAMO_CONFIG")
+            .args([
+                "simulate",
+                "--patients",
+                "3",
+                "--days",
+                "1",
+                "--format",
+                "parquet",
+                "--out",
+            ])
+            .arg(lake.path())
+            .assert()
+            .success();
+        let patient = first_patient(lake.path());
+        let t0 = 1_772_352_060_000;
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
+        write_alerts(
+            lake.path(),
+            layout::alerts_part(layout::ALERT_DIRS[0], day, "run1", 0),
+            &[
+                alert(1, patient, t0, AlertStatus::Open, 1),
+                alert(2, patient, t0, AlertStatus::Open, 1),
+                alert(3, uuid::Uuid::from_u128(0xbad), t0, AlertStatus::Open, 1),
+            ],
+        )
+        .expect("write alerts");
+        let out = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+        assert!(out.contains("alerts                        3 read          2 inserted          0 duplicate or already present, 1 rejected (unknown patient)"), "{out}");
+        let mut client = db.client();
+        let row = client
+            .query_one(
+                "SELECT vitals_snapshot->>'spo2_pct', trigger_conditions, suggested_actions, status
+                 FROM alerts WHERE alert_id = '00000000-0000-0000-0000-000000000001'",
+                &[],
+            )
+            .expect("alert 1");
+        assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("84.5"));
+        assert_eq!(
+            row.get::<_, Vec<String>>(1),
+            vec!["spo2_pct 84.5 < 85", "it's \"quoted\""]
+        );
+        assert_eq!(row.get::<_, Vec<String>>(2), Vec::<String>::new());
+        assert_eq!(row.get::<_, String>(3), "open");
+
+        // Someone acknowledges alert 1 in the database; later the engine auto-resolves both.
+        client
+            .batch_execute(
+                "UPDATE alerts SET status = 'acknowledged', acknowledged_at = now()
+                 WHERE alert_id = '00000000-0000-0000-0000-000000000001'",
+            )
+            .expect("acknowledge");
+        write_alerts(
+            lake.path(),
+            layout::alerts_part(
+                layout::ALERT_DIRS[0],
+                day.succ_opt().expect("day"),
+                "run2",
+                0,
+            ),
+            &[
+                alert(1, patient, t0 + 600_000, AlertStatus::AutoResolved, 7),
+                alert(2, patient, t0 + 600_000, AlertStatus::AutoResolved, 3),
+            ],
+        )
+        .expect("write alerts");
+        let out = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+        assert!(out.contains("2 updated to a newer state"), "{out}");
+        let states: Vec<(String, i32, String)> = client
+            .query(
+                "SELECT alert_id::text, occurrences, status FROM alerts ORDER BY 1",
+                &[],
+            )
+            .expect("alerts")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (
+                    "00000000-0000-0000-0000-000000000001".to_string(),
+                    7,
+                    "acknowledged".to_string()
+                ),
+                (
+                    "00000000-0000-0000-0000-000000000002".to_string(),
+                    3,
+                    "auto_resolved".to_string()
+                ),
+            ]
+        );
+        // A rerun changes nothing.
+        let again = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+        assert!(again.contains("alerts                        5 read          0 inserted          4 duplicate or already present, 1 rejected"), "{again}");
+    }
+}

@@ -18,6 +18,9 @@ pub enum Field<'a> {
     Date(Vec<Option<i32>>),
     /// Milliseconds since the Unix epoch, UTC.
     TimestampMs(Vec<Option<i64>>),
+    I32(Vec<Option<i32>>),
+    /// A one-dimensional `text[]`.
+    TextList(Vec<Option<Vec<String>>>),
 }
 
 impl Field<'_> {
@@ -30,6 +33,8 @@ impl Field<'_> {
             Field::Bool(v) => v.len(),
             Field::Date(v) => v.len(),
             Field::TimestampMs(v) => v.len(),
+            Field::I32(v) => v.len(),
+            Field::TextList(v) => v.len(),
         }
     }
 
@@ -47,6 +52,8 @@ impl Field<'_> {
             Field::Bool(_) => "boolean",
             Field::Date(_) => "date",
             Field::TimestampMs(_) => "timestamptz",
+            Field::I32(_) => "integer",
+            Field::TextList(_) => "text[]",
         }
     }
 
@@ -85,8 +92,37 @@ impl Field<'_> {
                 Some(ms) => put(out, &(ms * 1000 - PG_EPOCH_US).to_be_bytes()),
                 None => out.extend_from_slice(&NULL),
             },
+            Field::I32(v) => match v[row] {
+                Some(x) => put(out, &x.to_be_bytes()),
+                None => out.extend_from_slice(&NULL),
+            },
+            Field::TextList(v) => match &v[row] {
+                Some(items) => put(out, &text_array(items)),
+                None => out.extend_from_slice(&NULL),
+            },
         }
     }
+}
+
+/// OID of `text`, the element type of the arrays we send.
+const TEXT_OID: i32 = 25;
+
+/// PostgreSQL's binary array: dimensions, null flag, element type, then each element.
+fn text_array(items: &[String]) -> Vec<u8> {
+    let mut a = Vec::new();
+    let dims: i32 = if items.is_empty() { 0 } else { 1 };
+    a.extend_from_slice(&dims.to_be_bytes());
+    a.extend_from_slice(&0i32.to_be_bytes());
+    a.extend_from_slice(&TEXT_OID.to_be_bytes());
+    if dims == 1 {
+        a.extend_from_slice(&(items.len() as i32).to_be_bytes());
+        a.extend_from_slice(&1i32.to_be_bytes());
+    }
+    for item in items {
+        a.extend_from_slice(&(item.len() as i32).to_be_bytes());
+        a.extend_from_slice(item.as_bytes());
+    }
+    a
 }
 
 pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";

@@ -58,6 +58,8 @@ pub enum Kind {
     Bool,
     Date,
     TimestampMs,
+    I32,
+    TextList,
 }
 
 /// One staging column: the database column it feeds, the Parquet column it comes from.
@@ -69,7 +71,7 @@ pub struct Col {
     pub required: bool,
 }
 
-const fn col(target: &'static str, source: &'static str, kind: Kind) -> Col {
+pub(crate) const fn col(target: &'static str, source: &'static str, kind: Kind) -> Col {
     Col {
         target,
         source,
@@ -212,8 +214,10 @@ pub struct TableCounts {
     pub read: u64,
     pub inserted: u64,
     pub already_present: u64,
-    /// Measurements of patients the database does not know (no reference row).
+    /// Rows of patients the database does not know (no reference row).
     pub unknown_patient: u64,
+    /// Alerts whose newer state replaced the stored one.
+    pub updated: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -250,6 +254,13 @@ pub fn load_lake(
     if reference.is_dir() {
         report.tables = load_reference(&mut client, &reference)?;
     }
+    let alert_files = layout::ALERT_DIRS
+        .iter()
+        .map(|dir| partition_files(&lake.join(dir), selection))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     let (layer, files) = measurement_files(lake, selection)?;
     report.measurement_layer = layer;
     report.measurement_files = files.len();
@@ -348,6 +359,12 @@ pub fn load_lake(
         report.partitions_created.push(name);
     }
     report.tables.push(totals);
+    if !alert_files.is_empty() {
+        report.tables.push(super::load_alerts::load_alert_files(
+            &mut client,
+            &alert_files,
+        )?);
+    }
     Ok(report)
 }
 
@@ -397,6 +414,7 @@ fn load_reference(client: &mut Client, dir: &Path) -> Result<Vec<TableCounts>, L
             inserted,
             already_present: read - inserted,
             unknown_patient: 0,
+            updated: 0,
         });
     }
     tx.commit()
@@ -492,6 +510,7 @@ pub fn load_measurement_file(
             inserted,
             already_present: read - unknown - inserted,
             unknown_patient: unknown,
+            updated: 0,
         },
         created,
     ))
@@ -551,7 +570,7 @@ fn ensure_partition(client: &mut Client, day: NaiveDate) -> Result<Option<String
     Ok(row.get::<_, bool>(1).then(|| row.get(0)))
 }
 
-fn column_list(columns: &[Col]) -> String {
+pub(crate) fn column_list(columns: &[Col]) -> String {
     columns
         .iter()
         .map(|c| c.target)
@@ -560,7 +579,7 @@ fn column_list(columns: &[Col]) -> String {
 }
 
 /// Creates (or empties) the staging table and fills it with binary COPY; returns the row count.
-fn copy_into_stage(
+pub(crate) fn copy_into_stage(
     tx: &mut postgres::Transaction<'_>,
     file: &str,
     stage: &str,
@@ -610,7 +629,7 @@ fn copy_into_stage(
     writer.finish().map_err(copy_error)
 }
 
-fn read_parquet(path: &Path) -> Result<DataFrame, LoadError> {
+pub(crate) fn read_parquet(path: &Path) -> Result<DataFrame, LoadError> {
     let err = |reason: String| LoadError::Parquet {
         file: path.display().to_string(),
         reason,
@@ -647,6 +666,8 @@ fn field<'a>(df: &'a DataFrame, file: &str, c: &Col) -> Result<Field<'a>, LoadEr
             Bool => Field::Bool(vec![None; n]),
             Date => Field::Date(vec![None; n]),
             TimestampMs => Field::TimestampMs(vec![None; n]),
+            I32 => Field::I32(vec![None; n]),
+            TextList => Field::TextList(vec![None; n]),
         });
     };
     let series = column.as_materialized_series();
@@ -698,6 +719,28 @@ fn field<'a>(df: &'a DataFrame, file: &str, c: &Col) -> Result<Field<'a>, LoadEr
         I16 => {
             let s = cast(&DataType::Int16, "an integer")?;
             Field::I16(s.i16().map_err(|_| wrong("an integer"))?.iter().collect())
+        }
+        I32 => {
+            let s = cast(&DataType::Int32, "an integer")?;
+            Field::I32(s.i32().map_err(|_| wrong("an integer"))?.iter().collect())
+        }
+        TextList => {
+            let lists = series.list().map_err(|_| wrong("a list of strings"))?;
+            let mut out = Vec::with_capacity(n);
+            for item in lists.series_iter() {
+                out.push(match item {
+                    None => None,
+                    Some(inner) => Some(
+                        inner
+                            .str()
+                            .map_err(|_| wrong("a list of strings"))?
+                            .iter()
+                            .map(|v| v.unwrap_or_default().to_string())
+                            .collect(),
+                    ),
+                });
+            }
+            Field::TextList(out)
         }
         Bool => Field::Bool(
             series
@@ -781,15 +824,27 @@ pub fn measurement_files(
         None if lake.join(layout::BRONZE_MEASUREMENTS).is_dir() => "bronze".into(),
         None => return Ok((None, Vec::new())),
     };
-    let root = lake.join(format!("{layer}/measurements"));
+    let files = partition_files(&lake.join(format!("{layer}/measurements")), selection)?;
+    Ok((Some(layer), files))
+}
+
+/// The Parquet files under `root/event_date=YYYY-MM-DD/`, in date order, filtered by the
+/// selection's dates, with row counts from their footers. A missing `root` has none.
+pub fn partition_files(
+    root: &Path,
+    selection: &MeasurementSelection,
+) -> Result<Vec<MeasurementFile>, LoadError> {
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
     let lake_error = |path: &Path, e: std::io::Error| LoadError::Lake {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(&root).map_err(|e| lake_error(&root, e))?;
+    let entries = std::fs::read_dir(root).map_err(|e| lake_error(root, e))?;
     for entry in entries {
-        let dir = entry.map_err(|e| lake_error(&root, e))?.path();
+        let dir = entry.map_err(|e| lake_error(root, e))?.path();
         let Some(date) = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -814,7 +869,7 @@ pub fn measurement_files(
         }
     }
     files.sort_by(|a, b| (a.event_date, &a.path).cmp(&(b.event_date, &b.path)));
-    Ok((Some(layer), files))
+    Ok(files)
 }
 
 fn parquet_rows(path: &Path) -> Result<u64, LoadError> {

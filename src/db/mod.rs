@@ -2,6 +2,7 @@
 
 pub mod copy;
 pub mod load;
+pub mod load_alerts;
 pub mod maintenance;
 pub mod migrations;
 pub mod partitions;

@@ -24,6 +24,16 @@ pub fn quarantine_part(ingest_date: NaiveDate, run_id: &str, n: u32) -> String {
     )
 }
 
+/// Alerts written by `kidjamo stream` and by the batch `etl`; `db load` reads both.
+pub const ALERT_DIRS: [&str; 2] = ["gold/alerts_stream", "gold/alerts_daily"];
+
+pub fn alerts_part(dir: &str, event_date: NaiveDate, run_id: &str, n: u32) -> String {
+    format!(
+        "{dir}/event_date={}/part-{run_id}-{n}.parquet",
+        event_date.format("%Y-%m-%d")
+    )
+}
+
 pub fn manifest(run_id: &str) -> String {
     format!("{RUNS_DIR}/{run_id}.json")
 }
