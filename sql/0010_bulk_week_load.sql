@@ -24,14 +24,16 @@ BEGIN
     EXECUTE format('DROP TABLE IF EXISTS public.%I', loading);
     EXECUTE format('CREATE TABLE public.%I (LIKE measurements INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
                         CONSTRAINT week_range CHECK (recorded_at >= %L AND recorded_at < %L),
-                        PRIMARY KEY (device_id, recorded_at))',
+                        PRIMARY KEY (device_id, recorded_at))
+                    WITH (autovacuum_enabled = false)',
                    loading, lower_bound, upper_bound);
     RETURN loading;
 END
 $$;
 
--- Indexes, audits and attaches a filled week; returns the partition's name and row count.
-CREATE FUNCTION kidjamo_bulk_week_finish(day date, OUT partition_name text, OUT row_count bigint)
+-- Indexes, audits and attaches a filled week; returns the partition's name and the number of
+-- patients it holds.
+CREATE FUNCTION kidjamo_bulk_week_finish(day date, OUT partition_name text, OUT patients bigint)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     week_start date := kidjamo_iso_week_start(day);
@@ -52,10 +54,12 @@ BEGIN
                     SELECT kidjamo_acting_user(), ''measurements'', ''INSERT'',
                            min(recorded_at)::text || '' .. '' || max(recorded_at)::text, patient_id, count(*)
                     FROM public.%I GROUP BY patient_id', loading);
-    EXECUTE format('SELECT count(*) FROM public.%I', loading) INTO row_count;
+    GET DIAGNOSTICS patients = ROW_COUNT; -- audit rows written: patients in the week
     EXECUTE format('ALTER TABLE measurements ATTACH PARTITION public.%I FOR VALUES FROM (%L) TO (%L)',
                    loading, lower_bound, upper_bound);
     EXECUTE format('ALTER TABLE public.%I RENAME TO %I', loading, partition_name);
+    -- Vacuum was off while the table filled (it would only compete with the load for CPU).
+    EXECUTE format('ALTER TABLE public.%I RESET (autovacuum_enabled)', partition_name);
 END
 $$;
 
