@@ -1,7 +1,8 @@
--- Bulk loading of a week that has no partition yet (`kidjamo db load`): rows go into a
--- standalone table with the week's key and range check, without per-row foreign-key checks or
--- secondary-index upkeep; the finished table is indexed once and ATTACHed, which makes
--- PostgreSQL validate each foreign key with one anti-join instead of one lookup per row.
+-- Bulk loading of a week that has no partition yet (`kidjamo db load`): rows are COPied into a
+-- standalone table with the week's range check and no index at all (kidjamo has already left
+-- out unknown patients and samples repeated within a file); the finished table gets its key and
+-- index built once and is ATTACHed, which makes PostgreSQL validate each foreign key with one
+-- anti-join instead of one lookup per row.
 -- Both functions are SECURITY DEFINER so the partition belongs to kidjamo_owner whoever loads.
 SET LOCAL ROLE kidjamo_owner;
 
@@ -23,17 +24,16 @@ BEGIN
     -- A table left by an interrupted load holds nothing committed to measurements: start over.
     EXECUTE format('DROP TABLE IF EXISTS public.%I', loading);
     EXECUTE format('CREATE TABLE public.%I (LIKE measurements INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
-                        CONSTRAINT week_range CHECK (recorded_at >= %L AND recorded_at < %L),
-                        PRIMARY KEY (device_id, recorded_at))
+                        CONSTRAINT week_range CHECK (recorded_at >= %L AND recorded_at < %L))
                     WITH (autovacuum_enabled = false)',
                    loading, lower_bound, upper_bound);
     RETURN loading;
 END
 $$;
 
--- Indexes, audits and attaches a filled week; returns the partition's name and the number of
--- patients it holds.
-CREATE FUNCTION kidjamo_bulk_week_finish(day date, OUT partition_name text, OUT patients bigint)
+-- Keys, indexes, audits and attaches a filled week; returns the partition's name and how many
+-- rows were removed as copies of a sample that came in two files.
+CREATE FUNCTION kidjamo_bulk_week_finish(day date, OUT partition_name text, OUT duplicates bigint)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     week_start date := kidjamo_iso_week_start(day);
@@ -42,6 +42,19 @@ DECLARE
     loading text := kidjamo_week_partition_name(week_start) || '_loading';
 BEGIN
     partition_name := kidjamo_week_partition_name(week_start);
+    duplicates := 0;
+    BEGIN
+        EXECUTE format('ALTER TABLE public.%I ADD PRIMARY KEY (device_id, recorded_at)', loading);
+    EXCEPTION WHEN unique_violation THEN
+        -- The same sample in two files (two runs over one day): keep the first received.
+        EXECUTE format('DELETE FROM public.%I t USING (
+                            SELECT ctid AS row_ctid, row_number() OVER (
+                                PARTITION BY device_id, recorded_at ORDER BY received_at, ctid) AS n
+                            FROM public.%I) d
+                        WHERE t.ctid = d.row_ctid AND d.n > 1', loading, loading);
+        GET DIAGNOSTICS duplicates = ROW_COUNT;
+        EXECUTE format('ALTER TABLE public.%I ADD PRIMARY KEY (device_id, recorded_at)', loading);
+    END;
     -- Rows of this week that reached DEFAULT meanwhile join the table (ATTACH requires it).
     LOCK TABLE measurements_default IN ACCESS EXCLUSIVE MODE;
     EXECUTE format('INSERT INTO public.%I SELECT * FROM measurements_default
@@ -54,7 +67,6 @@ BEGIN
                     SELECT kidjamo_acting_user(), ''measurements'', ''INSERT'',
                            min(recorded_at)::text || '' .. '' || max(recorded_at)::text, patient_id, count(*)
                     FROM public.%I GROUP BY patient_id', loading);
-    GET DIAGNOSTICS patients = ROW_COUNT; -- audit rows written: patients in the week
     EXECUTE format('ALTER TABLE measurements ATTACH PARTITION public.%I FOR VALUES FROM (%L) TO (%L)',
                    loading, lower_bound, upper_bound);
     EXECUTE format('ALTER TABLE public.%I RENAME TO %I', loading, partition_name);

@@ -128,10 +128,11 @@ fn text_array(items: &[String]) -> Vec<u8> {
 pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 pub const TRAILER: &[u8] = &(-1i16).to_be_bytes();
 
-/// Encodes rows `range` of `fields` (all the same length) into `out`, without header or trailer.
-pub fn encode_rows(fields: &[Field<'_>], range: std::ops::Range<usize>, out: &mut Vec<u8>) {
+/// Encodes the given rows of `fields` (all the same length) into `out`, without header or
+/// trailer.
+pub fn encode_rows(fields: &[Field<'_>], rows: impl Iterator<Item = usize>, out: &mut Vec<u8>) {
     let count = (fields.len() as i16).to_be_bytes();
-    for row in range {
+    for row in rows {
         out.extend_from_slice(&count);
         for f in fields {
             f.encode(row, out);

@@ -14,6 +14,7 @@ use crate::progress::Progress;
 use chrono::{Duration as Days, NaiveDate};
 use polars::prelude::{DataFrame, DataType, ParquetReader, SerReader, TimeUnit};
 use postgres::Client;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -298,6 +299,7 @@ pub fn load_lake(
         bulk_weeks = bulk.len(),
         "reference tables loaded, partitions prepared"
     );
+    let known = known_patients(&mut client)?;
     let rows_total: u64 = files.iter().map(|f| f.rows).sum();
     progress.on_start(rows_total);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -312,7 +314,7 @@ pub fn load_lake(
                         let Some(file) = files.get(i) else {
                             return Ok(());
                         };
-                        let loaded = load_measurement_file(&mut client, &file.path, &bulk)?;
+                        let loaded = load_measurement_file(&mut client, &file.path, &bulk, &known)?;
                         progress.on_advance(loaded.0.read);
                         results.lock().map_err(|_| poisoned())?.push(Ok(loaded));
                     }
@@ -346,15 +348,19 @@ pub fn load_lake(
     );
     // Every file is in: index, audit and attach the bulk-loaded weeks.
     for week in bulk.keys() {
-        let name: String = client
+        let row = client
             .query_one(
-                "SELECT partition_name FROM kidjamo_bulk_week_finish($1)",
-                &[week],
+                "SELECT partition_name, duplicates FROM kidjamo_bulk_week_finish($1)",
+                &[&*week],
             )
             .map_err(query_error(format!(
                 "cannot attach the partition of the week of {week}"
-            )))?
-            .get(0);
+            )))?;
+        let name: String = row.get(0);
+        // The same sample in two files of the week: one copy was removed before the key.
+        let duplicates = row.get::<_, i64>(1) as u64;
+        totals.inserted -= duplicates;
+        totals.already_present += duplicates;
         tracing::info!(seconds = started.elapsed().as_secs_f64(), partition = %name, "attached");
         report.partitions_created.push(name);
     }
@@ -422,109 +428,144 @@ fn load_reference(client: &mut Client, dir: &Path) -> Result<Vec<TableCounts>, L
     Ok(counts)
 }
 
+/// Patient ids the database knows, fetched once per load: rows of other patients are counted
+/// and left out before anything is sent.
+pub type KnownPatients = HashSet<[u8; 16]>;
+
+pub fn known_patients(client: &mut Client) -> Result<KnownPatients, DbError> {
+    Ok(client
+        .query("SELECT patient_id FROM patients", &[])
+        .map_err(query_error("cannot read the known patients"))?
+        .iter()
+        .map(|r| *r.get::<_, uuid::Uuid>(0).as_bytes())
+        .collect())
+}
+
+/// Where each row of a file goes: the standalone table of a bulk-loaded week (plain COPY: the
+/// week is new, so nothing can conflict but a sample repeated in another file, which the attach
+/// step removes), or `measurements` through the staging table and `ON CONFLICT DO NOTHING`.
+#[derive(Default)]
+struct Routes {
+    bulk: std::collections::BTreeMap<NaiveDate, Vec<u32>>,
+    regular: Vec<u32>,
+    unknown_patient: u64,
+    repeated_in_file: u64,
+}
+
+fn route(fields: &[Field<'_>], bulk: &BulkWeeks, known: &KnownPatients) -> Routes {
+    let mut routes = Routes::default();
+    let (Field::Uuid(devices), Field::TimestampMs(times), Field::Uuid(patients)) =
+        (&fields[0], &fields[1], &fields[2])
+    else {
+        return routes;
+    };
+    let mut seen: HashSet<([u8; 16], i64)> = HashSet::with_capacity(times.len());
+    for (i, ((device, time), patient)) in devices.iter().zip(times).zip(patients).enumerate() {
+        let (Some(device), Some(time), Some(patient)) = (device, time, patient) else {
+            routes.regular.push(i as u32); // NOT NULL violations are the database's to report
+            continue;
+        };
+        if !known.contains(patient) {
+            routes.unknown_patient += 1;
+        } else if !seen.insert((*device, *time)) {
+            routes.repeated_in_file += 1;
+        } else if let Some((week, _)) = bulk
+            .iter()
+            .find(|(_, (_, (start, end)))| *start <= *time && *time < *end)
+        {
+            routes.bulk.entry(*week).or_default().push(i as u32);
+        } else {
+            routes.regular.push(i as u32);
+        }
+    }
+    routes
+}
+
 /// Loads one Parquet file of measurements in its own transaction; returns its counts and the
 /// partitions it had to create.
 pub fn load_measurement_file(
     client: &mut Client,
     path: &Path,
     bulk: &BulkWeeks,
+    known: &KnownPatients,
 ) -> Result<(TableCounts, Vec<String>), LoadError> {
     let name = path.display().to_string();
     let started = std::time::Instant::now();
     let df = read_parquet(path)?;
     let mut fields = fields(&df, &name, MEASUREMENT_COLUMNS)?;
     fill_heat_index(&df, &mut fields);
+    let routes = route(&fields, bulk, known);
     let decoded = started.elapsed();
-    let span = time_span(&fields[1]);
-    let created = match span {
+    let created = match regular_span(&fields[1], &routes.regular) {
         Some(span) => ensure_partitions(client, span, bulk)?,
         None => Vec::new(),
     };
     let mut tx = client
         .transaction()
         .map_err(query_error("cannot start a measurement load"))?;
-    let stage = "kidjamo_stage_measurements";
-    let read = copy_into_stage(&mut tx, &name, stage, MEASUREMENT_COLUMNS, &fields)?;
-    let copied = started.elapsed();
-    let unknown: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM {stage} s
-                 WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.patient_id = s.patient_id)"
-            ),
-            &[],
-        )
-        .map_err(query_error(format!("{name}: cannot check patients")))?
-        .get(0);
-    // Rows of a week being bulk-loaded go to its standalone table, the others to measurements.
-    let known = "EXISTS (SELECT 1 FROM patients p WHERE p.patient_id = s.patient_id)";
-    // Only the weeks this file's rows span are visited; the statement into `measurements` is
-    // skipped when one bulk week holds them all (the usual case: one file per event date).
-    let (first, last) = span.unwrap_or((0, 0));
-    let mut statements = Vec::new();
-    let mut elsewhere = Vec::new();
-    for (table, (start, end)) in bulk.values() {
-        if *end <= first || *start > last {
-            continue;
-        }
-        let range = format!(
-            "s.recorded_at >= to_timestamp({start} / 1000.0) AND s.recorded_at < to_timestamp({end} / 1000.0)"
-        );
-        statements.push(format!(
-            "INSERT INTO {table} SELECT s.* FROM {stage} s WHERE {known} AND {range} ON CONFLICT DO NOTHING"
-        ));
-        elsewhere.push(format!("NOT ({range})"));
-    }
-    let all_in_one_bulk_week = bulk
-        .values()
-        .any(|(_, (start, end))| *start <= first && last < *end);
-    if !all_in_one_bulk_week {
-        elsewhere.push(known.to_string());
-        statements.push(format!(
-            "INSERT INTO measurements SELECT s.* FROM {stage} s WHERE {} ON CONFLICT DO NOTHING",
-            elsewhere.join(" AND ")
-        ));
-    }
     let mut inserted = 0;
-    for sql in statements {
-        inserted += tx.execute(&sql, &[]).map_err(|source| LoadError::Copy {
-            file: name.clone(),
-            source,
-        })?;
+    for (week, rows) in &routes.bulk {
+        if let Some((table, _)) = bulk.get(week) {
+            inserted += copy_rows(&mut tx, &name, table, MEASUREMENT_COLUMNS, &fields, rows)?;
+        }
+    }
+    let copied = started.elapsed();
+    let mut conflicts = 0;
+    if !routes.regular.is_empty() {
+        let stage = "kidjamo_stage_measurements";
+        create_stage(&mut tx, stage, MEASUREMENT_COLUMNS, &fields)?;
+        let staged = copy_rows(
+            &mut tx,
+            &name,
+            stage,
+            MEASUREMENT_COLUMNS,
+            &fields,
+            &routes.regular,
+        )?;
+        let added = tx
+            .execute(
+                &format!("INSERT INTO measurements SELECT * FROM {stage} ON CONFLICT DO NOTHING"),
+                &[],
+            )
+            .map_err(|source| LoadError::Copy {
+                file: name.clone(),
+                source,
+            })?;
+        inserted += added;
+        conflicts = staged - added;
     }
     tx.commit()
         .map_err(query_error(format!("{name}: cannot commit")))?;
+    let read = fields.first().map_or(0, Field::len) as u64;
     tracing::debug!(
         file = %name,
         rows = read,
         decode_s = decoded.as_secs_f64(),
-        copy_s = (copied - decoded).as_secs_f64(),
-        insert_s = (started.elapsed() - copied).as_secs_f64(),
+        bulk_copy_s = (copied - decoded).as_secs_f64(),
+        regular_s = (started.elapsed() - copied).as_secs_f64(),
         "measurement file loaded"
     );
-    let unknown = unknown as u64;
     Ok((
         TableCounts {
             table: "measurements".into(),
             read,
             inserted,
-            already_present: read - unknown - inserted,
-            unknown_patient: unknown,
+            already_present: routes.repeated_in_file + conflicts,
+            unknown_patient: routes.unknown_patient,
             updated: 0,
         },
         created,
     ))
 }
 
-/// First and last `recorded_at` of a file, in Unix ms (None when it has no rows).
-fn time_span(recorded_at: &Field<'_>) -> Option<(i64, i64)> {
+fn regular_span(recorded_at: &Field<'_>, rows: &[u32]) -> Option<(i64, i64)> {
     let Field::TimestampMs(times) = recorded_at else {
         return None;
     };
-    let (min, max) = times
+    let (min, max) = rows
         .iter()
-        .flatten()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        .filter_map(|&i| times[i as usize])
+        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
     (min <= max).then_some((min, max))
 }
 
@@ -586,6 +627,18 @@ pub(crate) fn copy_into_stage(
     columns: &[Col],
     fields: &[Field<'_>],
 ) -> Result<u64, LoadError> {
+    create_stage(tx, stage, columns, fields)?;
+    let all: Vec<u32> = (0..fields.first().map_or(0, Field::len) as u32).collect();
+    copy_rows(tx, file, stage, columns, fields, &all)
+}
+
+/// A temporary table with one column per field, empty, dropped at commit.
+fn create_stage(
+    tx: &mut postgres::Transaction<'_>,
+    stage: &str,
+    columns: &[Col],
+    fields: &[Field<'_>],
+) -> Result<(), LoadError> {
     let definition = columns
         .iter()
         .zip(fields)
@@ -596,14 +649,25 @@ pub(crate) fn copy_into_stage(
         "CREATE TEMP TABLE IF NOT EXISTS {stage} ({definition}) ON COMMIT DROP; TRUNCATE {stage}"
     ))
     .map_err(query_error(format!("cannot create staging table {stage}")))?;
-    let rows = fields.first().map_or(0, Field::len);
+    Ok(())
+}
+
+/// Binary COPY of the given rows of `fields` into `table`; returns the row count.
+fn copy_rows(
+    tx: &mut postgres::Transaction<'_>,
+    file: &str,
+    table: &str,
+    columns: &[Col],
+    fields: &[Field<'_>],
+    rows: &[u32],
+) -> Result<u64, LoadError> {
     let copy_error = |source| LoadError::Copy {
         file: file.to_string(),
         source,
     };
     let mut writer = tx
         .copy_in(&format!(
-            "COPY {stage} ({}) FROM STDIN (FORMAT binary)",
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
             column_list(columns)
         ))
         .map_err(copy_error)?;
@@ -613,16 +677,12 @@ pub(crate) fn copy_into_stage(
     };
     let mut buf = Vec::with_capacity(1 << 21);
     buf.extend_from_slice(copy::HEADER);
-    const BATCH: usize = 8192;
-    let mut start = 0;
-    while start < rows {
-        let end = (start + BATCH).min(rows);
-        copy::encode_rows(fields, start..end, &mut buf);
+    for batch in rows.chunks(8192) {
+        copy::encode_rows(fields, batch.iter().map(|&i| i as usize), &mut buf);
         if buf.len() >= 1 << 20 {
             writer.write_all(&buf).map_err(io_error)?;
             buf.clear();
         }
-        start = end;
     }
     buf.extend_from_slice(copy::TRAILER);
     writer.write_all(&buf).map_err(io_error)?;
