@@ -351,7 +351,7 @@ pub fn load_lake(
         let row = client
             .query_one(
                 "SELECT partition_name, duplicates FROM kidjamo_bulk_week_finish($1)",
-                &[&*week],
+                &[week],
             )
             .map_err(query_error(format!(
                 "cannot attach the partition of the week of {week}"
