@@ -7,19 +7,28 @@
 SET LOCAL ROLE kidjamo_owner;
 
 -- Returns the standalone table to fill, or NULL when the week must be loaded the regular way
--- (its partition exists, or rows of that week wait in DEFAULT).
+-- (its partition holds rows, or rows of that week wait in DEFAULT). An empty partition, as
+-- `db partitions` creates ahead, is dropped and replaced by the bulk-loaded table.
 CREATE FUNCTION kidjamo_bulk_week_begin(day date) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     week_start date := kidjamo_iso_week_start(day);
     lower_bound timestamptz := week_start::timestamp AT TIME ZONE 'UTC';
     upper_bound timestamptz := (week_start + 7)::timestamp AT TIME ZONE 'UTC';
-    loading text := kidjamo_week_partition_name(week_start) || '_loading';
+    partition text := kidjamo_week_partition_name(week_start);
+    loading text := partition || '_loading';
+    has_rows boolean;
 BEGIN
-    IF to_regclass('public.' || quote_ident(kidjamo_week_partition_name(week_start))) IS NOT NULL
-       OR EXISTS (SELECT 1 FROM measurements_default
-                  WHERE recorded_at >= lower_bound AND recorded_at < upper_bound) THEN
+    IF EXISTS (SELECT 1 FROM measurements_default
+               WHERE recorded_at >= lower_bound AND recorded_at < upper_bound) THEN
         RETURN NULL;
+    END IF;
+    IF to_regclass('public.' || quote_ident(partition)) IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM public.%I)', partition) INTO has_rows;
+        IF has_rows THEN
+            RETURN NULL;
+        END IF;
+        EXECUTE format('DROP TABLE public.%I', partition);
     END IF;
     -- A table left by an interrupted load holds nothing committed to measurements: start over.
     EXECUTE format('DROP TABLE IF EXISTS public.%I', loading);

@@ -118,6 +118,8 @@ fn load_twice_inserts_once_and_the_database_equals_the_lake() {
     let original = walk(&day2).pop().expect("a Parquet file for 2026-03-02");
     std::fs::copy(&original, day2.join("part-again-0.parquet")).expect("copy");
 
+    // The first week's partition exists, empty, as `db partitions` creates them ahead.
+    stdout(kidjamo(&db).args(["db", "partitions", "--today", "2026-03-01", "--ahead", "0"]));
     // The first day alone: its week is bulk-loaded into a new partition. Then everything:
     // the first week now loads the regular way (all present), the second in bulk.
     let partial = stdout(
