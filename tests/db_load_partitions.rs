@@ -114,7 +114,9 @@ fn load_twice_inserts_once_and_the_database_equals_the_lake() {
 
     // A second run over 2026-03-02 delivered the same samples again, in another file: the
     // bulk-loaded week must keep one copy of each.
-    let day2 = lake.path().join("bronze/measurements/event_date=2026-03-02");
+    let day2 = lake
+        .path()
+        .join("bronze/measurements/event_date=2026-03-02");
     let original = walk(&day2).pop().expect("a Parquet file for 2026-03-02");
     std::fs::copy(&original, day2.join("part-again-0.parquet")).expect("copy");
 
