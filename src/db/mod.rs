@@ -2,7 +2,6 @@
 
 pub mod copy;
 pub mod load;
-pub mod load_alerts;
 pub mod maintenance;
 pub mod migrations;
 pub mod partitions;

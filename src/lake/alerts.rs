@@ -3,8 +3,9 @@
 //! per alert state: a later row for the same `alert_id` (larger `last_seen_at`) supersedes it.
 //! List columns are Parquet lists of strings; `vitals_snapshot` is the wire JSON of the sample.
 
-use super::super::output::{HashedFile, OutputError, WrittenFile};
 use crate::domain::alerts::{Alert, AlertStatus};
+use crate::output::tables::write_parquet;
+use crate::output::{OutputError, WrittenFile};
 use polars::prelude::*;
 use std::path::Path;
 
@@ -79,18 +80,9 @@ pub fn write_alerts(
     relative: String,
     alerts: &[Alert],
 ) -> Result<WrittenFile, OutputError> {
-    let file = HashedFile::create(root, relative)?;
-    let path = file.absolute.clone();
-    let perr = |e: PolarsError| OutputError::Parquet {
-        path: path.clone(),
+    let df = alerts_frame(alerts).map_err(|e| OutputError::Parquet {
+        path: root.join(&relative),
         message: e.to_string(),
-    };
-    let mut df = alerts_frame(alerts).map_err(perr)?;
-    let mut file = file;
-    ParquetWriter::new(&mut file)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
-        .finish(&mut df)
-        .map_err(perr)?;
-    file.finish(alerts.len() as u64)
+    })?;
+    write_parquet(root, relative, df)
 }

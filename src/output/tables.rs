@@ -140,21 +140,33 @@ impl Table {
     }
 
     fn write_parquet(&self, root: &Path, dir: &str) -> Result<WrittenFile, OutputError> {
-        let file = HashedFile::create(root, format!("{dir}/{}.parquet", self.name))?;
-        let path = file.absolute.clone();
-        let perr = |e: PolarsError| OutputError::Parquet {
-            path: path.clone(),
-            message: e.to_string(),
-        };
         let columns: Vec<polars::prelude::Column> =
             self.columns.iter().map(Column::to_polars).collect();
-        let mut df = DataFrame::new_infer_height(columns).map_err(perr)?;
-        let mut file = file;
-        ParquetWriter::new(&mut file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .with_statistics(StatisticsOptions::full())
-            .finish(&mut df)
-            .map_err(perr)?;
-        file.finish(self.rows() as u64)
+        let relative = format!("{dir}/{}.parquet", self.name);
+        let df = DataFrame::new_infer_height(columns).map_err(|e| OutputError::Parquet {
+            path: root.join(&relative),
+            message: e.to_string(),
+        })?;
+        write_parquet(root, relative, df)
     }
+}
+
+/// A small data frame as one zstd Parquet file with full statistics, hashed for the manifest.
+pub fn write_parquet(
+    root: &Path,
+    relative: String,
+    mut df: DataFrame,
+) -> Result<WrittenFile, OutputError> {
+    let mut file = HashedFile::create(root, relative)?;
+    let path = file.absolute.clone();
+    ParquetWriter::new(&mut file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .finish(&mut df)
+        .map_err(|e| OutputError::Parquet {
+            path,
+            message: e.to_string(),
+        })?;
+    let rows = df.height() as u64;
+    file.finish(rows)
 }

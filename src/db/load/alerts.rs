@@ -4,11 +4,11 @@
 //! and an auto-resolution of an alert still open — but never what people did in the database
 //! (acknowledgement, escalation, resolution). A rerun changes nothing.
 
-use super::load::{
-    col, column_list, copy_into_stage, fields, read_parquet, Col, Kind, LoadError, MeasurementFile,
-    TableCounts,
-};
-use super::query_error;
+use super::columns::{col, fields, read_parquet, Col, Kind};
+use super::files::MeasurementFile;
+use super::stage::{column_list, copy_into_stage};
+use super::{LoadError, TableCounts};
+use crate::db::query_error;
 use postgres::Client;
 
 pub const ALERT_COLUMNS: &[Col] = &[
