@@ -140,7 +140,7 @@ fn database_url(flag: &Option<String>, ctx: &Context) -> Result<String> {
         })
 }
 
-fn connect(c: &Connection, ctx: &Context) -> Result<postgres::Client> {
+pub fn connect(c: &Connection, ctx: &Context) -> Result<postgres::Client> {
     Ok(db::connect(&database_url(&c.database_url, ctx)?)?)
 }
 

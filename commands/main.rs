@@ -5,6 +5,7 @@
 mod config_cmd;
 mod context;
 mod db;
+mod patient;
 mod progress;
 mod simulate;
 
@@ -41,9 +42,15 @@ enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
-    /// PostgreSQL: migrations.
+    /// PostgreSQL: migrations, partitions, dashboards, escalation, loading the lake.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Back up one patient's data to an archive.
+    #[command(subcommand)]
+    Backup(patient::BackupCommand),
+    /// Restore one patient's data from an archive.
+    #[command(subcommand)]
+    Restore(patient::RestoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +66,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args, &ctx),
         Command::Config(cmd) => config_cmd::run(cmd, &ctx),
         Command::Db(cmd) => db::run(cmd, &ctx),
+        Command::Backup(cmd) => patient::backup(cmd, &ctx),
+        Command::Restore(cmd) => patient::restore(cmd, &ctx),
     });
     match outcome {
         Ok(code) => code,

@@ -5,6 +5,7 @@ pub mod load;
 pub mod maintenance;
 pub mod migrations;
 pub mod partitions;
+pub mod patient_archive;
 
 use postgres::{Client, NoTls};
 

@@ -1,0 +1,103 @@
+-- `kidjamo restore patient` puts rows back exactly as they were, status logs and audit rows
+-- included: the triggers must not add a second history on top. They stay quiet when the
+-- transaction says `SET LOCAL kidjamo.restoring = 'on'` AND the session belongs to
+-- kidjamo_owner (the application role cannot use the switch to write unaudited rows).
+-- The restore itself is audited once by kidjamo.
+SET LOCAL ROLE kidjamo_owner;
+
+CREATE FUNCTION kidjamo_restoring() RETURNS boolean
+    LANGUAGE sql STABLE
+    RETURN coalesce(current_setting('kidjamo.restoring', true), '') = 'on'
+           AND pg_has_role(session_user, 'kidjamo_owner', 'MEMBER');
+
+CREATE OR REPLACE FUNCTION kidjamo_log_alert_status() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF kidjamo_restoring() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status
+       OR NEW.escalation_level IS DISTINCT FROM OLD.escalation_level THEN
+        INSERT INTO alert_status_logs (alert_id, patient_id, status, changed_by, comment)
+        VALUES (NEW.alert_id, NEW.patient_id, NEW.status, kidjamo_acting_user(),
+                nullif(current_setting('kidjamo.comment', true), ''));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- The audit triggers of 0006, with the same guard in front.
+CREATE OR REPLACE FUNCTION kidjamo_audit_row() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
+    new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+    any_row jsonb := coalesce(new_row, old_row);
+    secrets text[] := kidjamo_audit_secret_columns();
+    changed text[];
+    key text;
+    patient uuid;
+BEGIN
+    IF kidjamo_restoring() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        SELECT array_agg(n.key ORDER BY n.key) INTO changed
+        FROM jsonb_each(new_row) n
+        WHERE n.value IS DISTINCT FROM old_row -> n.key;
+        IF changed IS NULL THEN
+            RETURN NULL; -- nothing changed: nothing to record
+        END IF;
+        SELECT jsonb_object_agg(c, old_row -> c), jsonb_object_agg(c, new_row -> c)
+        INTO old_row, new_row
+        FROM unnest(changed) c WHERE c <> ALL (secrets);
+    ELSE
+        SELECT array_agg(k ORDER BY k) INTO changed FROM jsonb_object_keys(any_row) k;
+        old_row := old_row - secrets;
+        new_row := new_row - secrets;
+    END IF;
+    SELECT string_agg(any_row ->> k, '/') INTO key FROM unnest(TG_ARGV) k;
+    IF TG_TABLE_NAME = 'users' THEN
+        SELECT p.patient_id INTO patient FROM patients p WHERE p.user_id = (any_row ->> 'user_id')::uuid;
+    ELSE
+        patient := (any_row ->> 'patient_id')::uuid;
+    END IF;
+    INSERT INTO audit_log (actor_user_id, table_name, operation, row_key, patient_id, changed_columns,
+                           old_values, new_values)
+    VALUES (kidjamo_acting_user(), TG_TABLE_NAME, TG_OP, key, patient, changed, old_row, new_row);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION kidjamo_audit_measurements() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF kidjamo_restoring() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO audit_log (actor_user_id, table_name, operation, row_key, patient_id, row_count)
+        SELECT kidjamo_acting_user(), 'measurements', TG_OP,
+               min(recorded_at)::text || ' .. ' || max(recorded_at)::text, patient_id, count(*)
+        FROM old_rows GROUP BY patient_id;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO audit_log (actor_user_id, table_name, operation, row_key, patient_id, row_count)
+        SELECT kidjamo_acting_user(), 'measurements', TG_OP,
+               min(recorded_at)::text || ' .. ' || max(recorded_at)::text, patient_id, count(*)
+        FROM new_rows GROUP BY patient_id;
+    ELSE
+        INSERT INTO audit_log (actor_user_id, table_name, operation, row_key, patient_id, row_count,
+                               changed_columns)
+        SELECT kidjamo_acting_user(), 'measurements', TG_OP,
+               min(n.recorded_at)::text || ' .. ' || max(n.recorded_at)::text, n.patient_id, count(*),
+               (SELECT array_agg(DISTINCT c.key ORDER BY c.key)
+                FROM old_rows o2 JOIN new_rows n2 USING (device_id, recorded_at),
+                     jsonb_each(to_jsonb(n2)) c
+                WHERE n2.patient_id = n.patient_id AND c.value IS DISTINCT FROM to_jsonb(o2) -> c.key)
+        FROM new_rows n GROUP BY n.patient_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+RESET ROLE;

@@ -1,0 +1,239 @@
+//! `kidjamo backup patient` / `kidjamo restore patient` from the command line, against the real
+//! PostgreSQL: a loaded lake, one patient backed up, restored into an empty database and compared
+//! table by table; restoring twice; corrupt, incomplete and foreign-schema archives refused with
+//! nothing written.
+
+mod support;
+
+use assert_cmd::Command;
+use kidjamo::db::patient_archive::PATIENT_TABLES;
+use std::io::Read;
+use std::path::Path;
+use support::TestDb;
+
+fn kidjamo(db: &TestDb) -> Command {
+    let mut c = Command::cargo_bin("kidjamo").expect("binary");
+    c.env_remove("KIDJAMO_CONFIG").env("DATABASE_URL", &db.url);
+    c
+}
+
+fn run(c: &mut Command) -> std::process::Output {
+    c.output().expect("run")
+}
+
+fn ok(c: &mut Command) -> String {
+    let out = run(c);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A database holding a small simulated cohort, one of whose patients has an acknowledged alert.
+fn loaded() -> (TestDb, String) {
+    let db = TestDb::migrated("backup");
+    let lake = tempfile::tempdir().expect("tempdir");
+    Command::cargo_bin("kidjamo")
+        .expect("binary")
+        .env_remove("KIDJAMO_CONFIG")
+        .args([
+            "simulate",
+            "--patients",
+            "4",
+            "--days",
+            "1",
+            "--format",
+            "parquet",
+            "--out",
+        ])
+        .arg(lake.path())
+        .assert()
+        .success();
+    ok(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+    let mut client = db.client();
+    let patient: String = client
+        .query_one(
+            "SELECT patient_id::text FROM patients ORDER BY patient_id LIMIT 1",
+            &[],
+        )
+        .expect("patient")
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "INSERT INTO alerts (alert_id, patient_id, rule_id, severity, title, message, first_seen_at, last_seen_at)
+             VALUES (gen_random_uuid(), '{patient}', 'spo2_emergency', 'critical', 'SpO2', 'low', now(), now());
+             UPDATE alerts SET status = 'acknowledged', acknowledged_at = now();
+             INSERT INTO treatments (treatment_id, patient_id, drug_name, start_date)
+             VALUES (gen_random_uuid(), '{patient}', 'hydroxyurea', '2026-01-01');"
+        ))
+        .expect("alert and treatment");
+    (db, patient)
+}
+
+/// The patient's rows of `table`, as sorted text, selected the way the backup selects them.
+fn rows(db: &TestDb, table: &str, patient: &str) -> Vec<String> {
+    let t = PATIENT_TABLES
+        .iter()
+        .find(|t| t.table == table)
+        .expect("table");
+    let select = t.select.replace("{p}", &format!("'{patient}'::uuid"));
+    let mut rows: Vec<String> = db
+        .client()
+        .query(&format!("SELECT t::text FROM ({select}) t"), &[])
+        .expect(table)
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn backup_then_restore_into_an_empty_database_gives_the_same_rows_and_twice_changes_nothing() {
+    let (source, patient) = loaded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("patient.tar");
+    // What the archive must hold, read before the backup adds its own records.
+    let before: Vec<Vec<String>> = PATIENT_TABLES
+        .iter()
+        .map(|t| rows(&source, t.table, &patient))
+        .collect();
+    let out = ok(kidjamo(&source)
+        .args([
+            "backup",
+            "patient",
+            &patient,
+            "--reason",
+            "gdpr-access",
+            "--out",
+        ])
+        .arg(&archive));
+    assert!(out.contains("measurements"), "{out}");
+
+    let target = TestDb::migrated("restore");
+    ok(kidjamo(&target).args(["restore", "patient"]).arg(&archive));
+    for (t, before) in PATIENT_TABLES.iter().zip(&before) {
+        let after = rows(&target, t.table, &patient);
+        assert!(
+            !before.is_empty() || t.table == "clinicians" || t.table == "patient_exports",
+            "no {} rows to check",
+            t.table
+        );
+        if t.table == "audit_log" || t.table == "patient_exports" {
+            // The backup and the restore add their own records; everything archived is back.
+            for row in before {
+                assert!(after.contains(row), "{}: {row} not restored", t.table);
+            }
+        } else {
+            assert_eq!(before, &after, "{} differs after restore", t.table);
+        }
+    }
+    // Restoring again inserts nothing.
+    let again = ok(kidjamo(&target).args(["restore", "patient"]).arg(&archive));
+    assert!(again.contains("(0 rows inserted"), "{again}");
+    // The backup was audited in the source with its reason.
+    let audited: i64 = source
+        .client()
+        .query_one(
+            &format!("SELECT count(*) FROM audit_log WHERE operation = 'BACKUP' AND patient_id = '{patient}' AND new_values->>'reason' = 'gdpr_access'"),
+            &[],
+        )
+        .expect("audit")
+        .get(0);
+    assert_eq!(audited, 1);
+}
+
+/// Changes (or, returning None, drops) one archive member given its name and bytes.
+type MemberEdit = dyn Fn(&str, Vec<u8>) -> Option<Vec<u8>>;
+
+/// Copies a tar archive, letting `edit` change or drop members by name.
+fn rewrite(from: &Path, to: &Path, edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>) {
+    let mut input = tar::Archive::new(std::fs::File::open(from).expect("open"));
+    let mut output = tar::Builder::new(std::fs::File::create(to).expect("create"));
+    for entry in input.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read");
+        if let Some(data) = edit(&name, data) {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            header.set_cksum();
+            output
+                .append_data(&mut header, &name, data.as_slice())
+                .expect("append");
+        }
+    }
+    output.finish().expect("finish");
+}
+
+#[test]
+fn corrupt_incomplete_or_foreign_archives_are_refused_and_nothing_is_written() {
+    let (source, patient) = loaded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("patient.tar");
+    ok(kidjamo(&source)
+        .args(["backup", "patient", &patient, "--out"])
+        .arg(&archive));
+    let cases: [(&str, Box<MemberEdit>, &str); 3] = [
+        (
+            "flipped.tar",
+            Box::new(|name: &str, mut data: Vec<u8>| {
+                if name == "measurements.pgcopy" {
+                    let middle = data.len() / 2;
+                    data[middle] ^= 0x40;
+                }
+                Some(data)
+            }),
+            "member measurements.pgcopy is corrupt",
+        ),
+        (
+            "missing.tar",
+            Box::new(|name: &str, data: Vec<u8>| (name != "alerts.pgcopy").then_some(data)),
+            "member alerts.pgcopy is missing",
+        ),
+        (
+            "schema.tar",
+            Box::new(|name: &str, data: Vec<u8>| {
+                if name != "manifest.json" {
+                    return Some(data);
+                }
+                let mut m: serde_json::Value = serde_json::from_slice(&data).expect("json");
+                m["schema_version"] = 99.into();
+                Some(serde_json::to_vec(&m).expect("json"))
+            }),
+            "made with schema version 99",
+        ),
+    ];
+    let target = TestDb::migrated("refuse");
+    for (name, edit, expected) in cases {
+        let bad = dir.path().join(name);
+        rewrite(&archive, &bad, edit);
+        let out = run(kidjamo(&target).args(["restore", "patient"]).arg(&bad));
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{name}: {err}");
+        let written: i64 = target
+            .client()
+            .query_one(
+                "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM measurements)",
+                &[],
+            )
+            .expect("count")
+            .get(0);
+        assert_eq!(written, 0, "{name} wrote rows");
+    }
+    let out = run(kidjamo(&source)
+        .args([
+            "backup",
+            "patient",
+            "00000000-0000-0000-0000-000000000000",
+            "--out",
+        ])
+        .arg(dir.path().join("none.tar")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
