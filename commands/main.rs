@@ -51,6 +51,9 @@ enum Command {
     /// Restore one patient's data from an archive.
     #[command(subcommand)]
     Restore(patient::RestoreCommand),
+    /// Erase one patient's data (right to erasure).
+    #[command(subcommand)]
+    Erase(patient::EraseCommand),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Db(cmd) => db::run(cmd, &ctx),
         Command::Backup(cmd) => patient::backup(cmd, &ctx),
         Command::Restore(cmd) => patient::restore(cmd, &ctx),
+        Command::Erase(cmd) => patient::erase(cmd, &ctx),
     });
     match outcome {
         Ok(code) => code,

@@ -20,6 +20,55 @@ pub enum RestoreCommand {
     Patient(RestoreArgs),
 }
 
+#[derive(Subcommand)]
+pub enum EraseCommand {
+    /// Remove every row of one patient from the database (right to erasure), audited.
+    Patient(EraseArgs),
+}
+
+#[derive(Args)]
+pub struct EraseArgs {
+    /// The patient's id (patients.patient_id).
+    patient_id: uuid::Uuid,
+    /// Why (recorded in the audit row that outlives the data), e.g. "gdpr article 17 request".
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    /// Show what would be removed, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+pub fn erase(cmd: EraseCommand, ctx: &Context) -> Result<ExitCode> {
+    let EraseCommand::Patient(args) = cmd;
+    let mut client = connect(&args.connection, ctx)?;
+    let Some(done) =
+        kidjamo::db::erase::erase(&mut client, args.patient_id, &args.reason, args.dry_run)?
+    else {
+        bail!(
+            "patient {} does not exist in this database",
+            args.patient_id
+        );
+    };
+    let total: u64 = done.rows.iter().map(|(_, n)| n).sum();
+    if done.dry_run {
+        println!(
+            "erase (dry run): would remove {total} rows of patient {}",
+            done.patient_id
+        );
+    } else {
+        println!(
+            "erase: removed {total} rows of patient {}; audited without personal data",
+            done.patient_id
+        );
+    }
+    for (table, n) in &done.rows {
+        println!("  {table:<20} {n:>10}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Reason {
     GdprAccess,

@@ -1,19 +1,20 @@
 -- `kidjamo restore patient` puts rows back exactly as they were, status logs and audit rows
--- included: the triggers must not add a second history on top. They stay quiet when the
--- transaction says `SET LOCAL kidjamo.restoring = 'on'` AND the session belongs to
--- kidjamo_owner (the application role cannot use the switch to write unaudited rows).
--- The restore itself is audited once by kidjamo.
+-- included, and `kidjamo erase patient` must not copy the erased personal data into new audit
+-- rows: in both, the triggers stay quiet. They do so when the transaction says
+-- `SET LOCAL kidjamo.quiet_triggers = 'on'` AND the session belongs to kidjamo_owner (the
+-- application role cannot use the switch to write unaudited rows). kidjamo audits the restore or
+-- the erasure itself, once.
 SET LOCAL ROLE kidjamo_owner;
 
-CREATE FUNCTION kidjamo_restoring() RETURNS boolean
+CREATE FUNCTION kidjamo_triggers_quiet() RETURNS boolean
     LANGUAGE sql STABLE
-    RETURN coalesce(current_setting('kidjamo.restoring', true), '') = 'on'
+    RETURN coalesce(current_setting('kidjamo.quiet_triggers', true), '') = 'on'
            AND pg_has_role(session_user, 'kidjamo_owner', 'MEMBER');
 
 CREATE OR REPLACE FUNCTION kidjamo_log_alert_status() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
-    IF kidjamo_restoring() THEN
+    IF kidjamo_triggers_quiet() THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status
@@ -38,7 +39,7 @@ DECLARE
     key text;
     patient uuid;
 BEGIN
-    IF kidjamo_restoring() THEN
+    IF kidjamo_triggers_quiet() THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'UPDATE' THEN
@@ -72,7 +73,7 @@ $$;
 CREATE OR REPLACE FUNCTION kidjamo_audit_measurements() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
-    IF kidjamo_restoring() THEN
+    IF kidjamo_triggers_quiet() THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'DELETE' THEN

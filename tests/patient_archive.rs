@@ -237,3 +237,104 @@ fn corrupt_incomplete_or_foreign_archives_are_refused_and_nothing_is_written() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+/// Tables (partitions included) whose rows mention `id` anywhere, as text.
+fn tables_mentioning(db: &TestDb, id: &str) -> Vec<String> {
+    let mut client = db.client();
+    let tables: Vec<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'm')",
+            &[],
+        )
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables
+        .into_iter()
+        .filter(|t| {
+            let n: i64 = client
+                .query_one(
+                    &format!("SELECT count(*) FROM {t} x WHERE x::text LIKE '%{id}%'"),
+                    &[],
+                )
+                .expect(t)
+                .get(0);
+            n > 0
+        })
+        .collect()
+}
+
+#[test]
+fn erase_leaves_no_trace_but_its_audit_row_and_backup_erase_restore_gives_the_rows_back() {
+    let (db, patient) = loaded();
+    let user: String = db
+        .client()
+        .query_one(
+            &format!("SELECT user_id::text FROM patients WHERE patient_id = '{patient}'"),
+            &[],
+        )
+        .expect("user")
+        .get(0);
+    db.client()
+        .batch_execute("REFRESH MATERIALIZED VIEW mv_patient_latest")
+        .expect("refresh");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("patient.tar");
+    let before: Vec<Vec<String>> = PATIENT_TABLES
+        .iter()
+        .map(|t| rows(&db, t.table, &patient))
+        .collect();
+    ok(kidjamo(&db)
+        .args(["backup", "patient", &patient, "--out"])
+        .arg(&archive));
+
+    let dry = ok(kidjamo(&db).args([
+        "erase",
+        "patient",
+        &patient,
+        "--reason",
+        "test",
+        "--dry-run",
+    ]));
+    assert!(dry.contains("would remove"), "{dry}");
+    assert_eq!(rows(&db, "patients", &patient).len(), 1, "a dry run erased");
+
+    let out = ok(kidjamo(&db).args(["erase", "patient", &patient, "--reason", "gdpr art. 17"]));
+    assert!(out.contains("erase: removed"), "{out}");
+    // Refresh the dashboards as operations would; then nothing anywhere names the patient.
+    ok(kidjamo(&db).args(["db", "refresh"]));
+    for id in [&patient, &user] {
+        assert_eq!(
+            tables_mentioning(&db, id),
+            Vec::<String>::new(),
+            "{id} still present"
+        );
+    }
+    let audit: String = db
+        .client()
+        .query_one(
+            "SELECT new_values->>'reason' FROM audit_log WHERE operation = 'ERASE'",
+            &[],
+        )
+        .expect("the erasure is audited")
+        .get(0);
+    assert_eq!(audit, "gdpr art. 17");
+
+    ok(kidjamo(&db).args(["restore", "patient"]).arg(&archive));
+    for (t, before) in PATIENT_TABLES.iter().zip(&before) {
+        let after = rows(&db, t.table, &patient);
+        if t.table == "audit_log" || t.table == "patient_exports" {
+            for row in before {
+                assert!(after.contains(row), "{}: {row} not restored", t.table);
+            }
+        } else {
+            assert_eq!(
+                before, &after,
+                "{} differs after erase and restore",
+                t.table
+            );
+        }
+    }
+}

@@ -443,9 +443,9 @@ pub fn restore(
     let mut tx = client
         .transaction()
         .map_err(query_error("cannot start the restore"))?;
-    // Triggers stay quiet for rows that come back as they were (kidjamo.restoring is honoured
-    // only for kidjamo_owner members); the restore itself is audited once, below.
-    tx.batch_execute("SET LOCAL kidjamo.restoring = 'on'")
+    // Triggers stay quiet for rows that come back as they were (honoured only for
+    // kidjamo_owner members, see sql/0011); the restore itself is audited once, below.
+    tx.batch_execute("SET LOCAL kidjamo.quiet_triggers = 'on'")
         .map_err(query_error("cannot prepare the restore"))?;
     let mut counts = Vec::new();
     for (m, mut file) in manifest.members.iter().zip(files) {
