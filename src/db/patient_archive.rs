@@ -423,6 +423,65 @@ fn open_verified(path: &Path) -> Result<(Manifest, Vec<std::fs::File>), ArchiveE
     Ok((manifest, files))
 }
 
+/// Measurements week by week: a week without rows in the database (a restore into another
+/// database, or after an erasure) takes the bulk path of `db load` — a standalone table, keyed
+/// and attached at the end — instead of one foreign-key lookup per row.
+fn restore_measurements(
+    tx: &mut postgres::Transaction<'_>,
+    stage: &str,
+) -> Result<u64, ArchiveError> {
+    let weeks: Vec<chrono::NaiveDate> = tx
+        .query(
+            &format!(
+                "SELECT DISTINCT kidjamo_iso_week_start((recorded_at AT TIME ZONE 'UTC')::date)
+                 FROM {stage} ORDER BY 1"
+            ),
+            &[],
+        )
+        .map_err(query_error("cannot read the restored measurements' weeks"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut inserted = 0;
+    for week in weeks {
+        let range = format!(
+            "recorded_at >= ('{week}'::date)::timestamp AT TIME ZONE 'UTC'
+             AND recorded_at < ('{week}'::date + 7)::timestamp AT TIME ZONE 'UTC'"
+        );
+        let bulk: Option<String> = tx
+            .query_one("SELECT kidjamo_bulk_week_begin($1)", &[&week])
+            .map_err(query_error(format!("cannot prepare the week of {week}")))?
+            .get(0);
+        match bulk {
+            Some(table) => {
+                inserted += tx
+                    .execute(
+                        &format!("INSERT INTO {table} SELECT * FROM {stage} WHERE {range}"),
+                        &[],
+                    )
+                    .map_err(query_error(format!("cannot restore the week of {week}")))?;
+                tx.execute("SELECT kidjamo_bulk_week_finish($1)", &[&week])
+                    .map_err(query_error(format!("cannot attach the week of {week}")))?;
+            }
+            None => {
+                tx.execute("SELECT kidjamo_ensure_week_partition($1)", &[&week])
+                    .map_err(query_error(format!(
+                        "cannot create the partition of {week}"
+                    )))?;
+                inserted += tx
+                    .execute(
+                        &format!(
+                            "INSERT INTO measurements SELECT * FROM {stage} WHERE {range} ON CONFLICT DO NOTHING"
+                        ),
+                        &[],
+                    )
+                    .map_err(query_error(format!("cannot restore the week of {week}")))?;
+            }
+        }
+    }
+    Ok(inserted)
+}
+
 /// Restored rows per table (rows already present are not inserted again).
 pub type RestoreCounts = Vec<(String, u64, u64)>;
 
@@ -468,14 +527,9 @@ pub fn restore(
             m.file
         )))?;
         if m.table == "measurements" {
-            tx.execute(
-                &format!(
-                    "SELECT kidjamo_ensure_week_partition(w) FROM (
-                         SELECT DISTINCT (recorded_at AT TIME ZONE 'UTC')::date AS w FROM {stage}) d"
-                ),
-                &[],
-            )
-            .map_err(query_error("cannot create partitions for the restored measurements"))?;
+            let inserted = restore_measurements(&mut tx, &stage)?;
+            counts.push((m.table.clone(), m.rows as u64, inserted));
+            continue;
         }
         let overriding = if PATIENT_TABLES
             .iter()
