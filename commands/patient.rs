@@ -96,6 +96,9 @@ pub struct BackupArgs {
     /// Why the backup is made; recorded in the audit log.
     #[arg(long, value_enum, default_value = "backup")]
     reason: Reason,
+    /// Encrypt the archive to this age recipient (age1…), as it is written.
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Option<String>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -104,6 +107,9 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// Archive written by `kidjamo backup patient`.
     archive: PathBuf,
+    /// age identity file that decrypts an encrypted archive.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -122,6 +128,7 @@ pub fn backup(cmd: BackupCommand, ctx: &Context) -> Result<ExitCode> {
         args.patient_id,
         &args.out,
         args.reason.as_str(),
+        args.encrypt_to.as_deref(),
     )?;
     let rows: i64 = manifest.members.iter().map(|m| m.rows).sum();
     println!(
@@ -140,7 +147,8 @@ pub fn backup(cmd: BackupCommand, ctx: &Context) -> Result<ExitCode> {
 pub fn restore(cmd: RestoreCommand, ctx: &Context) -> Result<ExitCode> {
     let RestoreCommand::Patient(args) = cmd;
     let mut client = connect(&args.connection, ctx)?;
-    let (manifest, counts) = patient_archive::restore(&mut client, &args.archive)?;
+    let (manifest, counts) =
+        patient_archive::restore(&mut client, &args.archive, args.identity.as_deref())?;
     let inserted: u64 = counts.iter().map(|c| c.2).sum();
     println!(
         "restore: {} of patient {} ({} rows inserted; rows already present were kept)",

@@ -385,3 +385,74 @@ fn every_patient_of_a_cohort_round_trips_into_one_database() {
     };
     assert_eq!(total(&source), total(&target));
 }
+
+#[test]
+fn an_encrypted_archive_restores_only_with_its_identity() {
+    use age::secrecy::ExposeSecret;
+    let (source, patient) = loaded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = age::x25519::Identity::generate();
+    let identity = dir.path().join("key.txt");
+    std::fs::write(&identity, format!("{}\n", key.to_string().expose_secret())).expect("key");
+    let other = dir.path().join("other.txt");
+    std::fs::write(
+        &other,
+        format!(
+            "{}\n",
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret()
+        ),
+    )
+    .expect("key");
+    let archive = dir.path().join("p.tar.age");
+    ok(kidjamo(&source)
+        .args(["backup", "patient", &patient, "--encrypt-to"])
+        .arg(key.to_public().to_string())
+        .arg("--out")
+        .arg(&archive));
+    let bytes = std::fs::read(&archive).expect("archive");
+    assert!(bytes.starts_with(b"age-encryption.org/v1"));
+    assert!(
+        !bytes.windows(13).any(|w| w == b"manifest.json"),
+        "plaintext in the encrypted archive"
+    );
+
+    let target = TestDb::migrated("decrypt");
+    for (extra, expected) in [
+        (vec![], "the archive is encrypted; pass --identity"),
+        (
+            vec!["--identity".to_string(), other.display().to_string()],
+            "cannot decrypt with",
+        ),
+    ] {
+        let out = run(kidjamo(&target)
+            .args(["restore", "patient"])
+            .arg(&archive)
+            .args(&extra));
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{err}");
+    }
+    ok(kidjamo(&target)
+        .args(["restore", "patient"])
+        .arg(&archive)
+        .arg("--identity")
+        .arg(&identity));
+    assert_eq!(
+        rows(&source, "measurements", &patient),
+        rows(&target, "measurements", &patient)
+    );
+    let out = run(kidjamo(&source)
+        .args([
+            "backup",
+            "patient",
+            &patient,
+            "--encrypt-to",
+            "age1nope",
+            "--out",
+        ])
+        .arg(dir.path().join("x")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an age recipient"));
+}

@@ -12,6 +12,38 @@ use std::path::Path;
 use uuid::Uuid;
 
 pub const FORMAT_VERSION: u32 = 1;
+/// How every age file starts; an archive that starts so is decrypted before it is read.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
+
+/// Where the tar stream goes: the file itself, or the age encryption of it.
+enum Sink {
+    Plain(std::fs::File),
+    Age(age::stream::StreamWriter<std::fs::File>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(f) => f.write(buf),
+            Sink::Age(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(f) => f.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn finish(self) -> std::io::Result<std::fs::File> {
+        match self {
+            Sink::Plain(f) => Ok(f),
+            Sink::Age(w) => w.finish(),
+        }
+    }
+}
 const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +67,18 @@ pub enum ArchiveError {
     },
     #[error("patient {0} does not exist in this database")]
     NoSuchPatient(Uuid),
+    #[error("{0:?} is not an age recipient (expected age1…)")]
+    BadRecipient(String),
+    #[error(
+        "{path}: the archive is encrypted; pass --identity FILE with the matching age identity"
+    )]
+    NeedsIdentity { path: String },
+    #[error("{path}: cannot decrypt with {identity}: {reason}; nothing was restored")]
+    Decrypt {
+        path: String,
+        identity: String,
+        reason: String,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -186,7 +230,16 @@ pub fn backup(
     patient: Uuid,
     out: &Path,
     reason: &str,
+    encrypt_to: Option<&str>,
 ) -> Result<Manifest, ArchiveError> {
+    // Checked before any work: a typo in the recipient must not cost a snapshot.
+    let recipient = match encrypt_to {
+        Some(r) => Some(
+            r.parse::<age::x25519::Recipient>()
+                .map_err(|_| ArchiveError::BadRecipient(r.to_string()))?,
+        ),
+        None => None,
+    };
     let file_err = |reason: String| ArchiveError::File {
         path: out.display().to_string(),
         reason,
@@ -225,7 +278,17 @@ pub fn backup(
     };
     let tmp_path = out.with_extension("partial");
     let file = std::fs::File::create(&tmp_path).map_err(|e| file_err(e.to_string()))?;
-    let mut archive = tar::Builder::new(file);
+    // Encrypted archives are encrypted as they stream: the archive file never holds plaintext.
+    let sink = match &recipient {
+        None => Sink::Plain(file),
+        Some(r) => Sink::Age(
+            age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
+                .map_err(|e| file_err(e.to_string()))?
+                .wrap_output(file)
+                .map_err(|e| file_err(e.to_string()))?,
+        ),
+    };
+    let mut archive = tar::Builder::new(sink);
     let mut members = Vec::new();
     for t in PATIENT_TABLES {
         let select = select_for(t, patient);
@@ -284,7 +347,10 @@ pub fn backup(
         &mut json.as_slice(),
     )
     .map_err(|e| file_err(e.to_string()))?;
-    let file = archive.into_inner().map_err(|e| file_err(e.to_string()))?;
+    let file = archive
+        .into_inner()
+        .and_then(Sink::finish)
+        .map_err(|e| file_err(e.to_string()))?;
     file.sync_all().map_err(|e| file_err(e.to_string()))?;
     std::fs::rename(&tmp_path, out).map_err(|e| file_err(e.to_string()))?;
     record(client, &manifest, "BACKUP", "backup")?;
@@ -292,7 +358,7 @@ pub fn backup(
 }
 
 fn append(
-    archive: &mut tar::Builder<std::fs::File>,
+    archive: &mut tar::Builder<Sink>,
     name: &str,
     size: u64,
     data: &mut dyn Read,
@@ -348,17 +414,45 @@ fn record(
 
 /// Reads and checks an archive: manifest, every member's checksum. Returns the manifest and the
 /// members' bytes spooled to temporary files, in manifest order.
-fn open_verified(path: &Path) -> Result<(Manifest, Vec<std::fs::File>), ArchiveError> {
+fn open_verified(
+    path: &Path,
+    identity: Option<&Path>,
+) -> Result<(Manifest, Vec<std::fs::File>), ArchiveError> {
     let p = path.display().to_string();
     let invalid = |reason: String| ArchiveError::Invalid {
         path: p.clone(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| ArchiveError::File {
-        path: p.clone(),
-        reason: e.to_string(),
-    })?;
-    let mut archive = tar::Archive::new(file);
+    let mut file =
+        std::io::BufReader::new(std::fs::File::open(path).map_err(|e| ArchiveError::File {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?);
+    let encrypted = std::io::BufRead::fill_buf(&mut file)
+        .map_err(|e| invalid(e.to_string()))?
+        .starts_with(AGE_MAGIC);
+    let reader: Box<dyn Read> = if encrypted {
+        let identity = identity.ok_or_else(|| ArchiveError::NeedsIdentity { path: p.clone() })?;
+        let decrypt_err = |reason: String| ArchiveError::Decrypt {
+            path: p.clone(),
+            identity: identity.display().to_string(),
+            reason,
+        };
+        let identities = age::IdentityFile::from_file(identity.display().to_string())
+            .map_err(|e| decrypt_err(e.to_string()))?
+            .into_identities()
+            .map_err(|e| decrypt_err(e.to_string()))?;
+        let decryptor =
+            age::Decryptor::new_buffered(file).map_err(|e| decrypt_err(e.to_string()))?;
+        Box::new(
+            decryptor
+                .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+                .map_err(|e| decrypt_err(e.to_string()))?,
+        )
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
     let mut manifest: Option<Manifest> = None;
     let mut spooled: Vec<(String, String, std::fs::File)> = Vec::new();
     let entries = archive.entries().map_err(|e| invalid(e.to_string()))?;
@@ -494,8 +588,9 @@ pub type RestoreCounts = Vec<(String, u64, u64)>;
 pub fn restore(
     client: &mut Client,
     path: &Path,
+    identity: Option<&Path>,
 ) -> Result<(Manifest, RestoreCounts), ArchiveError> {
-    let (manifest, files) = open_verified(path)?;
+    let (manifest, files) = open_verified(path, identity)?;
     let database = schema_version(client)?;
     if manifest.schema_version != database {
         return Err(ArchiveError::SchemaMismatch {
