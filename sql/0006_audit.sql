@@ -3,6 +3,17 @@
 -- patient touched with the number of rows, so a bulk load does not double every write.
 SET LOCAL ROLE kidjamo_owner;
 
+-- `kidjamo restore patient` puts rows back exactly as they were, status logs and audit rows
+-- included, and `kidjamo erase patient` must not copy the erased personal data into new audit
+-- rows: in both, the triggers stay quiet. They do so when the transaction says
+-- `SET LOCAL kidjamo.quiet_triggers = 'on'` AND the session belongs to kidjamo_owner (the
+-- application role cannot use the switch to write unaudited rows). kidjamo audits the restore or
+-- the erasure itself, once.
+CREATE FUNCTION kidjamo_triggers_quiet() RETURNS boolean
+    LANGUAGE sql STABLE
+    RETURN coalesce(current_setting('kidjamo.quiet_triggers', true), '') = 'on'
+           AND pg_has_role(session_user, 'kidjamo_owner', 'MEMBER');
+
 -- Columns whose values never enter the audit log (their change is still recorded by name).
 CREATE FUNCTION kidjamo_audit_secret_columns() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -20,6 +31,9 @@ DECLARE
     key text;
     patient uuid;
 BEGIN
+    IF kidjamo_triggers_quiet() THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         SELECT array_agg(n.key ORDER BY n.key) INTO changed
         FROM jsonb_each(new_row) n
@@ -52,6 +66,9 @@ $$;
 CREATE FUNCTION kidjamo_audit_measurements() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
+    IF kidjamo_triggers_quiet() THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
         INSERT INTO audit_log (actor_user_id, table_name, operation, row_key, patient_id, row_count)
         SELECT kidjamo_acting_user(), 'measurements', TG_OP,

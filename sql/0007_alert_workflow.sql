@@ -5,6 +5,9 @@ SET LOCAL ROLE kidjamo_owner;
 CREATE FUNCTION kidjamo_log_alert_status() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
+    IF kidjamo_triggers_quiet() THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status
        OR NEW.escalation_level IS DISTINCT FROM OLD.escalation_level THEN
         INSERT INTO alert_status_logs (alert_id, patient_id, status, changed_by, comment)

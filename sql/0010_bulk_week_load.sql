@@ -72,10 +72,13 @@ BEGIN
     DELETE FROM measurements_default WHERE recorded_at >= lower_bound AND recorded_at < upper_bound;
     EXECUTE format('CREATE INDEX ON public.%I (patient_id, recorded_at DESC)', loading);
     -- The audit trigger fires on statements against measurements; this table is not one yet.
-    EXECUTE format('INSERT INTO audit_log (actor_user_id, table_name, operation, row_key, patient_id, row_count)
-                    SELECT kidjamo_acting_user(), ''measurements'', ''INSERT'',
-                           min(recorded_at)::text || '' .. '' || max(recorded_at)::text, patient_id, count(*)
-                    FROM public.%I GROUP BY patient_id', loading);
+    -- A restore is audited once by kidjamo instead (kidjamo_triggers_quiet, sql/0006).
+    IF NOT kidjamo_triggers_quiet() THEN
+        EXECUTE format('INSERT INTO audit_log (actor_user_id, table_name, operation, row_key, patient_id, row_count)
+                        SELECT kidjamo_acting_user(), ''measurements'', ''INSERT'',
+                               min(recorded_at)::text || '' .. '' || max(recorded_at)::text, patient_id, count(*)
+                        FROM public.%I GROUP BY patient_id', loading);
+    END IF;
     EXECUTE format('ALTER TABLE measurements ATTACH PARTITION public.%I FOR VALUES FROM (%L) TO (%L)',
                    loading, lower_bound, upper_bound);
     EXECUTE format('ALTER TABLE public.%I RENAME TO %I', loading, partition_name);

@@ -207,6 +207,20 @@ pub struct Manifest {
     pub members: Vec<Member>,
 }
 
+/// Copies `from` into `to` and returns the SHA-256 of what went through, in hex.
+fn copy_hashed(from: &mut dyn Read, to: &mut dyn Write) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex(&hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -301,18 +315,7 @@ pub fn backup(
         let mut reader = tx
             .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
             .map_err(query_error(format!("cannot export {}", t.table)))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| file_err(e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            spool
-                .write_all(&buf[..n])
-                .map_err(|e| file_err(e.to_string()))?;
-        }
+        let sha256 = copy_hashed(&mut reader, &mut spool).map_err(|e| file_err(e.to_string()))?;
         drop(reader);
         let size = spool
             .stream_position()
@@ -324,7 +327,7 @@ pub fn backup(
             table: t.table.into(),
             file: name,
             rows,
-            sha256: hex(&hasher.finalize()),
+            sha256,
         });
     }
     tx.commit()
@@ -473,20 +476,9 @@ fn open_verified(
             continue;
         }
         let mut spool = tempfile::tempfile().map_err(|e| invalid(e.to_string()))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = entry.read(&mut buf).map_err(|e| invalid(e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            spool
-                .write_all(&buf[..n])
-                .map_err(|e| invalid(e.to_string()))?;
-        }
+        let sha256 = copy_hashed(&mut entry, &mut spool).map_err(|e| invalid(e.to_string()))?;
         spool.rewind().map_err(|e| invalid(e.to_string()))?;
-        spooled.push((name, hex(&hasher.finalize()), spool));
+        spooled.push((name, sha256, spool));
     }
     let manifest = manifest.ok_or_else(|| invalid("no manifest.json".into()))?;
     if manifest.format_version != FORMAT_VERSION {
@@ -603,7 +595,7 @@ pub fn restore(
         .transaction()
         .map_err(query_error("cannot start the restore"))?;
     // Triggers stay quiet for rows that come back as they were (honoured only for
-    // kidjamo_owner members, see sql/0011); the restore itself is audited once, below.
+    // kidjamo_owner members, see sql/0006); the restore itself is audited once, below.
     tx.batch_execute("SET LOCAL kidjamo.quiet_triggers = 'on'")
         .map_err(query_error("cannot prepare the restore"))?;
     let mut counts = Vec::new();
