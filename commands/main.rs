@@ -5,6 +5,7 @@
 mod config_cmd;
 mod context;
 mod db;
+mod etl;
 mod patient;
 mod progress;
 mod simulate;
@@ -39,6 +40,9 @@ struct Cli {
 enum Command {
     /// Generate a synthetic cohort and its measurements, deterministically from --seed.
     Simulate(simulate::Args),
+    /// Batch ETL: Bronze → Silver → Gold (daily), and the weekly and monthly Gold tables.
+    #[command(subcommand)]
+    Etl(etl::EtlCommand),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     .and_then(|ctx| match cli.command {
         Command::Simulate(args) => simulate::run(args, &ctx),
         Command::Config(cmd) => config_cmd::run(cmd, &ctx),
+        Command::Etl(cmd) => etl::run(cmd, &ctx),
         Command::Db(cmd) => db::run(cmd, &ctx),
         Command::Backup(cmd) => patient::backup(cmd, &ctx),
         Command::Restore(cmd) => patient::restore(cmd, &ctx),

@@ -48,6 +48,26 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub database: DatabaseConfig,
     pub pseudonymisation: PseudonymisationConfig,
+    pub etl: EtlConfig,
+}
+
+/// `etl` section: what the batch ETL assumes about the data.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtlConfig {
+    /// The sampling interval devices are configured for: the denominator of completeness.
+    pub expected_interval_s: f64,
+    /// A day whose quarantined share of Bronze rows exceeds this makes the run exit 1.
+    pub max_reject_ratio: Option<f64>,
+}
+
+impl Default for EtlConfig {
+    fn default() -> Self {
+        EtlConfig {
+            expected_interval_s: 30.0,
+            max_reject_ratio: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod etl;
 pub mod jobs;
 pub mod lake;
 pub mod output;

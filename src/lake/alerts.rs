@@ -1,5 +1,5 @@
 //! Alerts in the lake (SPEC §4.5, §6): the Parquet shape that `kidjamo stream` writes under
-//! `gold/alerts_stream/` and `etl` under `gold/alerts_daily/`, and that `db load` reads. One row
+//! `alerts/stream/` and `etl` under `alerts/batch/`, and that `db load` reads. One row
 //! per alert state: a later row for the same `alert_id` (larger `last_seen_at`) supersedes it.
 //! List columns are Parquet lists of strings; `vitals_snapshot` is the wire JSON of the sample.
 

@@ -24,8 +24,31 @@ pub fn quarantine_part(ingest_date: NaiveDate, run_id: &str, n: u32) -> String {
     )
 }
 
-/// Alerts written by `kidjamo stream` and by the batch `etl`; `db load` reads both.
-pub const ALERT_DIRS: [&str; 2] = ["gold/alerts_stream", "gold/alerts_daily"];
+/// Operational alert records (clear patient ids, for the database and clinicians' tools),
+/// written by `kidjamo stream` and by the batch `etl`; `db load` reads both. They are not Gold:
+/// Gold identifies patients by `patient_key` only (`gold/alerts_daily`).
+pub const ALERT_DIRS: [&str; 2] = ["alerts/stream", "alerts/batch"];
+pub const ALERTS_BATCH: &str = ALERT_DIRS[1];
+
+pub const SILVER_MEASUREMENTS: &str = "silver/measurements";
+/// Records Bronze accepted but Silver cannot use (unknown patient, sample before birth).
+pub const QUARANTINE_SILVER: &str = "quarantine/silver_measurements";
+/// The batch alert engine's state at the end of each day, so the next day continues it.
+pub const ALERT_ENGINE_STATE: &str = "_state/alert_engine";
+
+pub fn gold(table: &str) -> String {
+    format!("gold/{table}")
+}
+
+/// `event_date=YYYY-MM-DD`, the Hive partition folder of daily tables.
+pub fn day_partition(dir: &str, date: NaiveDate) -> String {
+    format!("{dir}/event_date={}", date.format("%Y-%m-%d"))
+}
+
+/// The one data file a batch run writes into a partition folder.
+pub fn batch_part(partition: &str, run_id: &str) -> String {
+    format!("{partition}/part-{run_id}-0.parquet")
+}
 
 pub fn alerts_part(dir: &str, event_date: NaiveDate, run_id: &str, n: u32) -> String {
     format!(

@@ -1,4 +1,4 @@
-//! `kidjamo db load`, alerts: the lake's alert files (`gold/alerts_stream/`, `gold/alerts_daily/`,
+//! `kidjamo db load`, alerts: the lake's alert files (`alerts/stream/`, `alerts/batch/`,
 //! shape in `lake::alerts`) into `alerts`. A row newer than the stored one (larger
 //! `last_seen_at`) updates what the engine owns — last sample, occurrences, snapshot, message,
 //! and an auto-resolution of an alert still open — but never what people did in the database

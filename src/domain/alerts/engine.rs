@@ -85,6 +85,36 @@ pub struct EngineState {
     patients: BTreeMap<Uuid, PatientState>,
 }
 
+impl EngineState {
+    /// The state split per patient: the engine evaluates each patient on their own, so the
+    /// parts can run on separate threads and be merged back.
+    pub fn into_patients(self) -> BTreeMap<Uuid, EngineState> {
+        self.patients
+            .into_iter()
+            .map(|(id, st)| {
+                (
+                    id,
+                    EngineState {
+                        patients: BTreeMap::from([(id, st)]),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    pub fn merge(parts: impl IntoIterator<Item = EngineState>) -> EngineState {
+        let mut patients = BTreeMap::new();
+        for part in parts {
+            patients.extend(part.patients);
+        }
+        EngineState { patients }
+    }
+
+    pub fn patient_count(&self) -> usize {
+        self.patients.len()
+    }
+}
+
 pub struct AlertEngine<'t> {
     thresholds: &'t Thresholds,
     state: EngineState,
@@ -128,6 +158,10 @@ impl<'t> AlertEngine<'t> {
 
     pub fn state(&self) -> &EngineState {
         &self.state
+    }
+
+    pub fn into_state(self) -> EngineState {
+        self.state
     }
 
     pub fn open_alerts(&self) -> impl Iterator<Item = &Alert> {
@@ -451,9 +485,11 @@ impl<'t> AlertEngine<'t> {
                 continue;
             }
             let first = UtcMillis(last + silent_ms);
+            // Worded without the watermark, so that the record does not depend on when the
+            // caller happened to advance event time (stream and batch agree).
             let triggers = vec![format!(
-                "no sample for {} s",
-                (watermark.0 - last) / MS_PER_SECOND
+                "no sample for more than {} s",
+                self.thresholds.device.silent_after_s
             )];
             let alert = Alert {
                 alert_id: alert_id(*patient_id, "device_silent", first),

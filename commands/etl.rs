@@ -1,0 +1,223 @@
+//! `kidjamo etl daily|weekly|monthly|export research`.
+
+use crate::context::Context;
+use crate::progress::Bar;
+use anyhow::{anyhow, bail, Context as _, Result};
+use chrono::{Days, NaiveDate, Utc};
+use clap::{Args, Subcommand};
+use kidjamo::etl::daily::{self, DailyJob};
+use kidjamo::etl::keys::PatientKeyer;
+use kidjamo::etl::periodic::{self, Period};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum EtlCommand {
+    /// Bronze → Silver → daily Gold for one day or a range (default: yesterday, UTC).
+    Daily(DailyArgs),
+    /// patient_weekly for an ISO week, from patient_daily.
+    Weekly(WeeklyArgs),
+    /// cohort_monthly for a calendar month, from patient_daily.
+    Monthly(MonthlyArgs),
+}
+
+#[derive(Args)]
+pub struct LakeArg {
+    /// Lake root (default: lake.root of the configuration, ./lake).
+    #[arg(long, value_name = "DIR")]
+    lake: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DailyArgs {
+    /// The event day (YYYY-MM-DD).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    date: Option<String>,
+    /// First day of a range (inclusive).
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// Last day of a range (inclusive).
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+    /// Exit 1 when a day's quarantined share of Bronze rows is above this (0–1).
+    #[arg(long, value_name = "RATIO")]
+    max_reject_ratio: Option<f64>,
+    #[command(flatten)]
+    lake: LakeArg,
+}
+
+#[derive(Args)]
+pub struct WeeklyArgs {
+    /// ISO week, e.g. 2026-W11.
+    #[arg(long)]
+    week: String,
+    #[command(flatten)]
+    lake: LakeArg,
+}
+
+#[derive(Args)]
+pub struct MonthlyArgs {
+    /// Calendar month, e.g. 2026-03.
+    #[arg(long)]
+    month: String,
+    #[command(flatten)]
+    lake: LakeArg,
+}
+
+pub fn run(cmd: EtlCommand, ctx: &Context) -> Result<ExitCode> {
+    match cmd {
+        EtlCommand::Daily(args) => run_daily(args, ctx),
+        EtlCommand::Weekly(args) => run_period(
+            Period::parse_week(&args.week)?,
+            lake_root(&args.lake, ctx)?,
+            ctx,
+        ),
+        EtlCommand::Monthly(args) => run_period(
+            Period::parse_month(&args.month)?,
+            lake_root(&args.lake, ctx)?,
+            ctx,
+        ),
+    }
+}
+
+fn lake_root(arg: &LakeArg, ctx: &Context) -> Result<PathBuf> {
+    let root = arg
+        .lake
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&ctx.config.lake.root));
+    if root.to_string_lossy().contains("://") {
+        bail!(
+            "lake {}: `etl` reads and writes local lake roots only in this version",
+            root.display()
+        );
+    }
+    if !root.is_dir() {
+        bail!("lake {} does not exist or is not a directory", root.display());
+    }
+    Ok(root)
+}
+
+fn parse_date(flag: &str, text: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| anyhow!("{flag} {text:?} is not a date (YYYY-MM-DD)"))
+}
+
+fn keyer(ctx: &Context) -> Result<PatientKeyer> {
+    let p = &ctx.config.pseudonymisation;
+    let key = p.key.as_ref().ok_or_else(|| {
+        anyhow!(
+            "no pseudonymisation key: Gold identifies patients by an HMAC of their id; set \
+             KIDJAMO_PSEUDONYMISATION__KEY (at least 16 bytes) or pseudonymisation.key"
+        )
+    })?;
+    PatientKeyer::new(key.expose().as_bytes(), p.key_id.as_deref())
+        .map_err(|e| anyhow!("pseudonymisation.key: {e}"))
+}
+
+fn run_daily(args: DailyArgs, ctx: &Context) -> Result<ExitCode> {
+    let dates: Vec<NaiveDate> = match (&args.date, &args.from, &args.to) {
+        (Some(d), _, _) => vec![parse_date("--date", d)?],
+        (None, Some(f), Some(t)) => {
+            let (from, to) = (parse_date("--from", f)?, parse_date("--to", t)?);
+            if to < from {
+                bail!("--to {to} is before --from {from}");
+            }
+            from.iter_days().take_while(|d| *d <= to).collect()
+        }
+        // The wall clock only picks the default day; nothing inside the run reads it.
+        _ => vec![Utc::now()
+            .date_naive()
+            .checked_sub_days(Days::new(1))
+            .ok_or_else(|| anyhow!("no yesterday"))?],
+    };
+    let max_reject = args.max_reject_ratio.or(ctx.config.etl.max_reject_ratio);
+    if let Some(r) = max_reject {
+        if !(0.0..=1.0).contains(&r) {
+            bail!("--max-reject-ratio {r}: expected a ratio between 0 and 1");
+        }
+    }
+    let interval = ctx.config.etl.expected_interval_s;
+    if !(interval > 0.0 && interval <= 86_400.0) {
+        bail!("etl.expected_interval_s {interval}: expected seconds between 0 and 86400");
+    }
+    let root = lake_root(&args.lake, ctx)?;
+    let keyer = keyer(ctx)?;
+    let job = DailyJob {
+        root: root.clone(),
+        dates,
+        thresholds: &ctx.thresholds,
+        keyer: &keyer,
+        expected_interval_s: interval,
+    };
+    let started = Instant::now();
+    let bar = Bar::new("etl daily", ctx.quiet, ctx.verbose);
+    let reports = daily::run(&job, &bar).with_context(|| format!("etl daily in {}", root.display()))?;
+    let mut too_many = Vec::new();
+    for r in &reports {
+        let c = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+        println!(
+            "etl daily {}: {} Bronze rows → {} Silver, {} duplicates (message id {}, device+time {}), {} quarantined; {} alerts; patient_daily {} rows, quality_daily {}, features_ml {}; {} files; run {}.",
+            r.date,
+            c("bronze_rows"),
+            c("silver_rows"),
+            c("duplicate_message_id") + c("duplicate_device_time"),
+            c("duplicate_message_id"),
+            c("duplicate_device_time"),
+            c("quarantined"),
+            c("alerts"),
+            c("rows.gold.patient_daily"),
+            c("rows.gold.quality_daily"),
+            c("rows.gold.features_ml"),
+            r.outputs.len(),
+            r.run_id,
+        );
+        if let Some(limit) = max_reject {
+            let ratio = r.quarantined() as f64 / r.bronze_rows().max(1) as f64;
+            if ratio > limit {
+                too_many.push(format!(
+                    "{}: {} of {} Bronze rows quarantined ({:.2} % > {:.2} %)",
+                    r.date,
+                    r.quarantined(),
+                    r.bronze_rows(),
+                    ratio * 100.0,
+                    limit * 100.0
+                ));
+            }
+        }
+    }
+    let total: u64 = reports.iter().map(|r| r.bronze_rows()).sum();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "etl daily: {} day(s), {} Bronze rows in {:.1} s ({:.0} rows/s).",
+        reports.len(),
+        total,
+        secs,
+        total as f64 / secs.max(1e-9)
+    );
+    if !too_many.is_empty() {
+        for line in &too_many {
+            eprintln!("rejected too much: {line}");
+        }
+        eprintln!("the outputs are committed; the quarantine partitions say why each record was set aside");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_period(period: Period, root: PathBuf, ctx: &Context) -> Result<ExitCode> {
+    let started = Instant::now();
+    let report = periodic::run(&root, period, ctx.config.etl.expected_interval_s)
+        .with_context(|| format!("etl for {} in {}", period.label(), root.display()))?;
+    let rows: u64 = report.counts.values().sum();
+    println!(
+        "{} {}: {} day(s) of patient_daily → {} rows; run {} in {:.1} s.",
+        report.command,
+        report.period,
+        report.days_with_input,
+        rows,
+        report.run_id,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,215 @@
+//! Alerts in batch: the stream's engine (`domain::alerts`) run over a day of Silver.
+//!
+//! The engine's contract, which `kidjamo stream` follows too: samples of a patient in event-time
+//! order; before each sample, event time advances to that sample (`on_watermark`), so a device
+//! that fell silent is reported before the sample that ends the silence; at the end of a batch,
+//! event time advances to its end. The engine's state at the end of day D is kept in the lake
+//! (`_state/alert_engine/event_date=D.json`) and day D+1 starts from it, so running day after
+//! day gives the same alerts as one continuous run — which is what the stream does.
+//!
+//! Patients are independent in the engine, so they run in parallel.
+
+use super::frame::Columns;
+use super::silver::Reference;
+use super::EtlError;
+use crate::domain::alerts::{Alert, AlertEngine, EngineState, PatientContext};
+use crate::domain::measurement::{DeviceStatus, Measurement, Vitals};
+use crate::domain::time::UtcMillis;
+use crate::domain::thresholds::Thresholds;
+use crate::domain::QualityFlag;
+use polars::prelude::*;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub struct DayAlerts {
+    /// The last state, during the day, of every alert the day opened, updated or resolved;
+    /// sorted by patient, first fire time and rule.
+    pub alerts: Vec<Alert>,
+    /// The engine at the end of the day, for the next day.
+    pub state: EngineState,
+}
+
+struct Rows<'a> {
+    message: &'a StringChunked,
+    patient: &'a StringChunked,
+    device: &'a StringChunked,
+    recorded: &'a Int64Chunked,
+    spo2: &'a Float64Chunked,
+    heart_rate: &'a Int16Chunked,
+    respiratory_rate: &'a Int16Chunked,
+    temperature: &'a Float64Chunked,
+    ambient: &'a Float64Chunked,
+    humidity: &'a Float64Chunked,
+    hydration: &'a Float64Chunked,
+    activity: &'a Int16Chunked,
+    pain: &'a Int16Chunked,
+    battery: &'a Int16Chunked,
+    signal: &'a Int16Chunked,
+    firmware: &'a StringChunked,
+    quality: &'a StringChunked,
+}
+
+impl<'a> Rows<'a> {
+    fn new(c: &Columns<'a>) -> Result<Self, EtlError> {
+        Ok(Rows {
+            message: c.str("message_id")?,
+            patient: c.str("patient_id")?,
+            device: c.str("device_id")?,
+            recorded: c.millis("recorded_at")?,
+            spo2: c.f64("spo2_pct")?,
+            heart_rate: c.i16("heart_rate_bpm")?,
+            respiratory_rate: c.i16("respiratory_rate_min")?,
+            temperature: c.f64("temperature_c")?,
+            ambient: c.f64("ambient_temperature_c")?,
+            humidity: c.f64("relative_humidity_pct")?,
+            hydration: c.f64("hydration_pct")?,
+            activity: c.i16("activity_level")?,
+            pain: c.i16("pain_scale")?,
+            battery: c.i16("battery_pct")?,
+            signal: c.i16("signal_quality_pct")?,
+            firmware: c.str("firmware_version")?,
+            quality: c.str("quality_flag")?,
+        })
+    }
+
+    /// Silver rows were validated on the way in: unparsable values cannot occur here.
+    fn measurement(&self, i: usize, firmware: &mut Option<Arc<str>>) -> Measurement {
+        let id = |ca: &StringChunked| {
+            ca.get(i)
+                .and_then(|s| Uuid::try_parse(s).ok())
+                .unwrap_or_default()
+        };
+        let fw = self.firmware.get(i);
+        if firmware.as_deref() != fw {
+            *firmware = fw.map(Arc::from);
+        }
+        let int = |ca: &Int16Chunked| ca.get(i).map(i32::from);
+        Measurement {
+            schema_version: 1,
+            message_id: id(self.message),
+            patient_id: id(self.patient),
+            device_id: id(self.device),
+            recorded_at: UtcMillis(self.recorded.get(i).unwrap_or_default()),
+            vitals: Vitals {
+                spo2_pct: self.spo2.get(i),
+                heart_rate_bpm: int(self.heart_rate),
+                respiratory_rate_min: int(self.respiratory_rate),
+                temperature_c: self.temperature.get(i),
+                ambient_temperature_c: self.ambient.get(i),
+                relative_humidity_pct: self.humidity.get(i),
+                hydration_pct: self.hydration.get(i),
+                activity_level: int(self.activity),
+                pain_scale: int(self.pain),
+            },
+            device: DeviceStatus {
+                battery_pct: int(self.battery),
+                signal_quality_pct: int(self.signal),
+                firmware_version: firmware.clone(),
+            },
+            quality_flag: self
+                .quality
+                .get(i)
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(QualityFlag::DeviceError),
+        }
+    }
+}
+
+/// Contiguous row ranges of each patient in a frame sorted by patient.
+pub fn patient_ranges(patient: &StringChunked) -> Vec<(String, Range<usize>)> {
+    let mut out: Vec<(String, Range<usize>)> = Vec::new();
+    for (i, p) in patient.iter().enumerate() {
+        let p = p.unwrap_or("");
+        match out.last_mut() {
+            Some((last, range)) if last == p => range.end = i + 1,
+            _ => out.push((p.to_string(), i..i + 1)),
+        }
+    }
+    out
+}
+
+/// Runs the engine over a day of Silver (sorted by patient and time), continuing `previous`.
+pub fn run_day(
+    silver: &DataFrame,
+    reference: &Reference,
+    thresholds: &Thresholds,
+    previous: EngineState,
+    day_end: UtcMillis,
+) -> Result<DayAlerts, EtlError> {
+    let c = Columns::new(silver, "Silver");
+    let rows = Rows::new(&c)?;
+    let mut states = previous.into_patients();
+    let mut work: Vec<(Uuid, EngineState, Option<Range<usize>>)> = Vec::new();
+    for (patient, range) in patient_ranges(rows.patient) {
+        let id = Uuid::try_parse(&patient).map_err(|_| EtlError::Schema {
+            input: "Silver".into(),
+            message: format!("patient_id {patient:?} is not a UUID"),
+        })?;
+        let state = states.remove(&id).unwrap_or_default();
+        work.push((id, state, Some(range)));
+    }
+    // Patients without samples today still advance: their devices may have fallen silent.
+    work.extend(states.into_iter().map(|(id, st)| (id, st, None)));
+
+    let results: Vec<(EngineState, Vec<Alert>)> = work
+        .into_par_iter()
+        .map(|(id, state, range)| {
+            let mut engine = AlertEngine::with_state(thresholds, state);
+            let mut touched: BTreeMap<Uuid, Alert> = BTreeMap::new();
+            let mut keep = |events: Vec<crate::domain::alerts::AlertEvent>| {
+                for e in events {
+                    let a = e.alert();
+                    touched.insert(a.alert_id, a.clone());
+                }
+            };
+            if let (Some(range), Some(p)) = (range, reference.get(&id)) {
+                let ctx = PatientContext {
+                    patient_id: id,
+                    birth_date: p.birth_date,
+                };
+                let mut firmware = None;
+                for i in range {
+                    let m = rows.measurement(i, &mut firmware);
+                    keep(engine.on_watermark(m.recorded_at));
+                    keep(engine.on_sample(&ctx, &m));
+                }
+            }
+            keep(engine.on_watermark(day_end));
+            (engine.into_state(), touched.into_values().collect())
+        })
+        .collect();
+
+    let mut alerts = Vec::new();
+    let mut parts = Vec::with_capacity(results.len());
+    for (state, a) in results {
+        parts.push(state);
+        alerts.extend(a);
+    }
+    alerts.sort_by(|a, b| {
+        (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(b.patient_id, b.first_seen_at, &b.rule_id))
+    });
+    Ok(DayAlerts {
+        alerts,
+        state: EngineState::merge(parts),
+    })
+}
+
+/// A day without samples: event time still advances, so silent devices are reported.
+pub fn advance_only(thresholds: &Thresholds, previous: EngineState, day_end: UtcMillis) -> DayAlerts {
+    let mut engine = AlertEngine::with_state(thresholds, previous);
+    let mut alerts: Vec<Alert> = engine
+        .on_watermark(day_end)
+        .into_iter()
+        .map(|e| e.alert().clone())
+        .collect();
+    alerts.sort_by(|a, b| {
+        (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(b.patient_id, b.first_seen_at, &b.rule_id))
+    });
+    DayAlerts {
+        alerts,
+        state: engine.into_state(),
+    }
+}

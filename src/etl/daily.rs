@@ -1,0 +1,371 @@
+//! `kidjamo etl daily`: for each day, Bronze → Silver → alerts → daily Gold and `features_ml`,
+//! committed atomically per day with a manifest (`_runs/<run_id>.json`).
+
+use super::batch_alerts;
+use super::commit::PartitionWriter;
+use super::frame::{partition_files, read_files};
+use super::gold_daily::{self, DaySettings};
+use super::keys::PatientKeyer;
+use super::silver::{self, Reference, SilverCounts};
+use super::window::{self, DayFrame};
+use super::EtlError;
+use crate::domain::alerts::EngineState;
+use crate::domain::thresholds::Thresholds;
+use crate::domain::time::{UtcMillis, MS_PER_DAY};
+use crate::lake::layout;
+use crate::output::tables::write_parquet;
+use crate::output::WrittenFile;
+use crate::progress::Progress;
+use chrono::NaiveDate;
+use polars::prelude::DataFrame;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Days of `patient_daily` behind `features_ml`.
+pub const FEATURE_WINDOW_DAYS: i64 = 7;
+
+pub struct DailyJob<'a> {
+    pub root: PathBuf,
+    pub dates: Vec<NaiveDate>,
+    pub thresholds: &'a Thresholds,
+    pub keyer: &'a PatientKeyer,
+    pub expected_interval_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputFile {
+    pub path: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DayReport {
+    pub run_id: String,
+    pub command: String,
+    pub date: String,
+    pub kidjamo_version: String,
+    pub thresholds_version: u32,
+    pub patient_key_id: String,
+    pub expected_interval_s: f64,
+    /// `continued` from the previous day's engine state, or `cold` when there was none.
+    pub alert_state: String,
+    pub inputs: Vec<InputFile>,
+    pub counts: BTreeMap<String, u64>,
+    pub outputs: Vec<WrittenFile>,
+    pub durations_ms: BTreeMap<String, u64>,
+}
+
+impl DayReport {
+    pub fn quarantined(&self) -> u64 {
+        self.counts.get("quarantined").copied().unwrap_or(0)
+    }
+    pub fn bronze_rows(&self) -> u64 {
+        self.counts.get("bronze_rows").copied().unwrap_or(0)
+    }
+}
+
+pub fn run(job: &DailyJob<'_>, progress: &dyn Progress) -> Result<Vec<DayReport>, EtlError> {
+    let reference = silver::read_reference(&job.root)?;
+    progress.on_start(job.dates.len() as u64 * 4);
+    let mut reports = Vec::new();
+    for &date in &job.dates {
+        reports.push(run_day(job, &reference, date, progress)?);
+    }
+    progress.on_finish();
+    Ok(reports)
+}
+
+fn run_id(job: &DailyJob<'_>, date: NaiveDate, inputs: &[InputFile]) -> String {
+    let mut h = Sha256::new();
+    for i in inputs {
+        h.update(format!("{}:{};", i.path, i.bytes));
+    }
+    h.update(format!(
+        "{}|{}|{}|{}",
+        job.thresholds.version,
+        job.keyer.key_id(),
+        job.expected_interval_s,
+        env!("CARGO_PKG_VERSION")
+    ));
+    format!("etl-daily-{date}-{}", &hex::encode(h.finalize())[..12])
+}
+
+fn previous_state(root: &Path, date: NaiveDate) -> Result<Option<EngineState>, EtlError> {
+    let Some(prev) = date.pred_opt() else {
+        return Ok(None);
+    };
+    let path = root
+        .join(layout::day_partition(layout::ALERT_ENGINE_STATE, prev))
+        .join("state.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&path).map_err(|source| EtlError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| EtlError::input(&path, e))
+}
+
+/// Earlier days of `patient_daily` from the lake, for the rolling features.
+fn earlier_patient_daily(
+    root: &Path,
+    date: NaiveDate,
+    days: i64,
+) -> Result<Vec<DayFrame>, EtlError> {
+    let mut out = Vec::new();
+    for back in 1..days {
+        let Some(d) = date.checked_sub_days(chrono::Days::new(back as u64)) else {
+            continue;
+        };
+        let dir = root.join(layout::day_partition(&layout::gold("patient_daily"), d));
+        if let Some(frame) = read_files(&partition_files(&dir)?)? {
+            out.push(DayFrame {
+                day_index: days - 1 - back,
+                frame,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn run_day(
+    job: &DailyJob<'_>,
+    reference: &Reference,
+    date: NaiveDate,
+    progress: &dyn Progress,
+) -> Result<DayReport, EtlError> {
+    let mut durations = BTreeMap::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, durations: &mut BTreeMap<String, u64>| {
+        durations.insert(name.to_string(), clock.elapsed().as_millis() as u64);
+        clock = Instant::now();
+    };
+    let bronze_dir = job
+        .root
+        .join(layout::day_partition(layout::BRONZE_MEASUREMENTS, date));
+    let files = partition_files(&bronze_dir)?;
+    let bronze = read_files(&files)?;
+    let mut inputs = Vec::new();
+    for f in &files {
+        let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        inputs.push(InputFile {
+            path: f
+                .strip_prefix(&job.root)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned(),
+            bytes,
+            rows: 0,
+        });
+    }
+    if let Some(df) = &bronze {
+        // Per-file row counts come from the stacked frame only in total; record it on the
+        // first input so the manifest's inputs add up.
+        if let Some(first) = inputs.first_mut() {
+            first.rows = df.height() as u64;
+        }
+    }
+    let run_id = run_id(job, date, &inputs);
+    lap("read_bronze", &mut durations);
+    progress.on_advance(1);
+
+    let (silver_day, counts) = match &bronze {
+        Some(df) => {
+            let day = silver::build(df, date, reference, job.thresholds)?;
+            if !day.counts.reconciles() {
+                return Err(EtlError::Internal(format!(
+                    "{date}: Bronze rows do not reconcile: {:?}",
+                    day.counts
+                )));
+            }
+            let counts = day.counts.clone();
+            (Some(day), counts)
+        }
+        None => (None, SilverCounts::default()),
+    };
+    lap("silver", &mut durations);
+    progress.on_advance(1);
+
+    let prior = previous_state(&job.root, date)?;
+    let alert_state = if prior.is_some() { "continued" } else { "cold" };
+    let day_end = UtcMillis(UtcMillis::from_date(date).0 + MS_PER_DAY);
+    let empty = DataFrame::empty();
+    let silver_frame = silver_day.as_ref().map_or(&empty, |d| &d.silver);
+    let day_alerts = if silver_frame.height() > 0 {
+        batch_alerts::run_day(
+            silver_frame,
+            reference,
+            job.thresholds,
+            prior.unwrap_or_default(),
+            day_end,
+        )?
+    } else {
+        batch_alerts::advance_only(job.thresholds, prior.unwrap_or_default(), day_end)
+    };
+    lap("alerts", &mut durations);
+
+    let settings = DaySettings {
+        date,
+        expected_interval_s: job.expected_interval_s,
+    };
+    let gold = if silver_frame.height() > 0 {
+        Some(gold_daily::build(
+            silver_frame,
+            &day_alerts.alerts,
+            reference,
+            job.thresholds,
+            job.keyer,
+            settings,
+        )?)
+    } else {
+        None
+    };
+    let features = match &gold {
+        Some(g) => {
+            let mut days = earlier_patient_daily(&job.root, date, FEATURE_WINDOW_DAYS)?;
+            days.push(DayFrame {
+                day_index: FEATURE_WINDOW_DAYS - 1,
+                frame: g.patient_daily.clone(),
+            });
+            let windows = window::summarise(&days)?;
+            // Features for the patients seen on the day itself.
+            let today: std::collections::HashSet<String> = g
+                .patient_daily
+                .column("patient_key")
+                .ok()
+                .and_then(|c| c.str().ok().cloned())
+                .map(|c| c.iter().flatten().map(str::to_string).collect())
+                .unwrap_or_default();
+            let windows: Vec<_> = windows
+                .into_iter()
+                .filter(|w| today.contains(&w.patient_key))
+                .collect();
+            Some(window::to_frame(
+                &windows,
+                FEATURE_WINDOW_DAYS,
+                settings.expected_samples(),
+                false,
+            )?)
+        }
+        None => None,
+    };
+    lap("gold", &mut durations);
+    progress.on_advance(1);
+
+    // Write aside, then swap each partition into place.
+    let mut writer = PartitionWriter::create(&job.root, &run_id)?;
+    let staging = writer.staging().to_path_buf();
+    let mut outputs: Vec<(String, Option<DataFrame>)> = vec![
+        (
+            layout::day_partition(layout::SILVER_MEASUREMENTS, date),
+            silver_day.as_ref().map(|d| d.silver.clone()),
+        ),
+        (
+            layout::day_partition(layout::QUARANTINE_SILVER, date),
+            silver_day
+                .as_ref()
+                .map(|d| d.quarantine.clone())
+                .filter(|q| q.height() > 0),
+        ),
+        (
+            layout::day_partition(layout::ALERTS_BATCH, date),
+            Some(
+                crate::lake::alerts::alerts_frame(&day_alerts.alerts)
+                    .map_err(|e| EtlError::polars("alerts", e))?,
+            )
+            .filter(|a| a.height() > 0),
+        ),
+    ];
+    if let Some(g) = gold {
+        outputs.push((
+            layout::day_partition(&layout::gold("patient_daily"), date),
+            Some(g.patient_daily),
+        ));
+        outputs.push((
+            layout::day_partition(&layout::gold("quality_daily"), date),
+            Some(g.quality_daily),
+        ));
+        outputs.push((
+            layout::day_partition(&layout::gold("alerts_daily"), date),
+            Some(g.alerts_daily).filter(|a| a.height() > 0),
+        ));
+    } else {
+        for t in ["patient_daily", "quality_daily", "alerts_daily"] {
+            outputs.push((layout::day_partition(&layout::gold(t), date), None));
+        }
+    }
+    outputs.push((
+        layout::day_partition(&layout::gold("features_ml"), date),
+        features,
+    ));
+    let mut counts: BTreeMap<String, u64> = BTreeMap::from([
+        ("bronze_rows".into(), counts.bronze_rows),
+        ("duplicate_message_id".into(), counts.duplicate_message_id),
+        ("duplicate_device_time".into(), counts.duplicate_device_time),
+        ("quarantined".into(), counts.quarantined_total()),
+        ("silver_rows".into(), counts.silver_rows),
+        ("alerts".into(), day_alerts.alerts.len() as u64),
+    ]);
+    if let Some(d) = &silver_day {
+        for (reason, n) in &d.counts.quarantined {
+            counts.insert(format!("quarantined.{reason}"), *n);
+        }
+    }
+    for (partition, frame) in outputs {
+        writer.replace(&partition)?;
+        let table = partition
+            .split("/event_date=")
+            .next()
+            .unwrap_or(&partition)
+            .replace('/', ".");
+        let rows = frame.as_ref().map_or(0, |f| f.height() as u64);
+        counts.insert(format!("rows.{table}"), rows);
+        if let Some(df) = frame {
+            let file = write_parquet(&staging, layout::batch_part(&partition, &run_id), df)?;
+            writer.add(file);
+        }
+    }
+    let state_partition = layout::day_partition(layout::ALERT_ENGINE_STATE, date);
+    writer.replace(&state_partition)?;
+    let state_path = format!("{state_partition}/state.json");
+    let mut state_file = crate::output::HashedFile::create(&staging, &state_path)?;
+    std::io::Write::write_all(
+        &mut state_file,
+        &serde_json::to_vec(&day_alerts.state).map_err(|e| EtlError::Internal(e.to_string()))?,
+    )
+    .map_err(|source| EtlError::Io {
+        path: staging.join(&state_path),
+        source,
+    })?;
+    writer.add(state_file.finish(day_alerts.state.patient_count() as u64)?);
+    lap("write", &mut durations);
+
+    let mut report = DayReport {
+        run_id: run_id.clone(),
+        command: "etl daily".into(),
+        date: date.to_string(),
+        kidjamo_version: env!("CARGO_PKG_VERSION").into(),
+        thresholds_version: job.thresholds.version,
+        patient_key_id: job.keyer.key_id().to_string(),
+        expected_interval_s: job.expected_interval_s,
+        alert_state: alert_state.into(),
+        inputs,
+        counts,
+        outputs: writer.files().to_vec(),
+        durations_ms: durations,
+    };
+    let manifest_path = layout::manifest(&run_id);
+    let mut json = serde_json::to_vec_pretty(&report).map_err(|e| EtlError::Internal(e.to_string()))?;
+    json.push(b'\n');
+    let manifest = writer.commit(&manifest_path, &json)?;
+    report.outputs.push(manifest);
+    progress.on_advance(1);
+    Ok(report)
+}

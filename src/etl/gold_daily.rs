@@ -1,0 +1,463 @@
+//! The daily Gold tables (SPEC §6), from one day of Silver and that day's batch alerts.
+//! Patients appear as `patient_key` only. Grain and columns are documented in the README.
+//!
+//! Corrections to the earlier platform (reference §5.1, §9.2): counts are distinct by
+//! construction (Silver is deduplicated), completeness uses the real expected sampling rate,
+//! vital statistics use trend-eligible samples only, time is event time.
+
+use super::batch_alerts::patient_ranges;
+use super::frame::Columns;
+use super::keys::PatientKeyer;
+use super::silver::Reference;
+use super::EtlError;
+use crate::domain::alerts::Alert;
+use crate::domain::thresholds::{Severity, Thresholds};
+use crate::domain::time::{UtcMillis, MS_PER_DAY};
+use crate::domain::QualityFlag;
+use polars::prelude::*;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The vitals summarised per day: (Silver column, prefix in Gold).
+pub const VITAL_STATS: [(&str, &str); 5] = [
+    ("spo2_pct", "spo2"),
+    ("heart_rate_bpm", "heart_rate"),
+    ("respiratory_rate_min", "respiratory_rate"),
+    ("temperature_c", "temperature"),
+    ("hydration_pct", "hydration"),
+];
+
+/// The tier columns that describe the patient (heat index describes the weather).
+const PATIENT_TIERS: [&str; 5] = [
+    "spo2_tier",
+    "heart_rate_tier",
+    "respiratory_rate_tier",
+    "temperature_tier",
+    "hydration_tier",
+];
+
+pub const TIER_LEVELS: [&str; 4] = ["normal", "vigilance", "alert", "emergency"];
+
+const SEVERITIES: [Severity; 4] = [
+    Severity::Info,
+    Severity::Warn,
+    Severity::Alert,
+    Severity::Critical,
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct DaySettings {
+    pub date: chrono::NaiveDate,
+    /// The sampling interval devices are configured for: the denominator of completeness.
+    pub expected_interval_s: f64,
+}
+
+impl DaySettings {
+    pub fn expected_samples(&self) -> i64 {
+        (86_400.0 / self.expected_interval_s).round() as i64
+    }
+
+    fn completeness(&self, samples: i64) -> f64 {
+        let expected = self.expected_samples().max(1);
+        samples.min(expected) as f64 / expected as f64
+    }
+}
+
+pub struct DailyGold {
+    pub patient_daily: DataFrame,
+    pub quality_daily: DataFrame,
+    pub alerts_daily: DataFrame,
+}
+
+fn perr(table: &'static str) -> impl Fn(PolarsError) -> EtlError {
+    move |e| EtlError::polars(table, e)
+}
+
+pub fn build(
+    silver: &DataFrame,
+    alerts: &[Alert],
+    reference: &Reference,
+    thresholds: &Thresholds,
+    keyer: &PatientKeyer,
+    day: DaySettings,
+) -> Result<DailyGold, EtlError> {
+    Ok(DailyGold {
+        patient_daily: patient_daily(silver, alerts, reference, thresholds, keyer, day)?,
+        quality_daily: quality_daily(silver, keyer, thresholds, day)?,
+        alerts_daily: alerts_daily(alerts, keyer, day)?,
+    })
+}
+
+fn tier_level(tier: &str) -> Option<usize> {
+    Some(match tier {
+        "normal" => 0,
+        "vigilance" | "low_vigilance" => 1,
+        "alert" | "low_alert" => 2,
+        "emergency" | "low_emergency" => 3,
+        _ => return None,
+    })
+}
+
+/// What Polars' group-by does not give directly: per patient, minutes in each worst tier,
+/// heart-rate variability, alert counts.
+struct PatientExtras {
+    patient_id: String,
+    tier_samples: [i64; 4],
+    hr_variability: Option<f64>,
+}
+
+fn patient_extras(silver: &DataFrame, day: DaySettings) -> Result<Vec<PatientExtras>, EtlError> {
+    let c = Columns::new(silver, "Silver");
+    let patient = c.str("patient_id")?;
+    let eligible = c.bool("trend_eligible")?;
+    let recorded = c.millis("recorded_at")?;
+    let heart_rate = c.i16("heart_rate_bpm")?;
+    let tiers = PATIENT_TIERS
+        .iter()
+        .map(|t| c.str(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_gap_ms = (2.0 * day.expected_interval_s * 1000.0) as i64;
+    let mut out = Vec::new();
+    for (patient_id, range) in patient_ranges(patient) {
+        let mut tier_samples = [0i64; 4];
+        let (mut diffs, mut n_diffs) = (0.0, 0u32);
+        let mut previous: Option<(i64, i16)> = None;
+        for i in range {
+            if eligible.get(i) != Some(true) {
+                continue;
+            }
+            let worst = tiers
+                .iter()
+                .filter_map(|t| t.get(i).and_then(tier_level))
+                .max();
+            if let Some(level) = worst {
+                tier_samples[level] += 1;
+            }
+            let at = recorded.get(i).unwrap_or_default();
+            if let Some(hr) = heart_rate.get(i) {
+                if let Some((t0, hr0)) = previous {
+                    if at - t0 <= max_gap_ms {
+                        diffs += f64::from((hr - hr0).abs());
+                        n_diffs += 1;
+                    }
+                }
+                previous = Some((at, hr));
+            }
+        }
+        out.push(PatientExtras {
+            patient_id,
+            tier_samples,
+            hr_variability: (n_diffs > 0).then(|| diffs / f64::from(n_diffs)),
+        });
+    }
+    Ok(out)
+}
+
+fn patient_daily(
+    silver: &DataFrame,
+    alerts: &[Alert],
+    reference: &Reference,
+    thresholds: &Thresholds,
+    keyer: &PatientKeyer,
+    day: DaySettings,
+) -> Result<DataFrame, EtlError> {
+    let eligible = || col("trend_eligible");
+    let mut aggs = vec![
+        len().cast(DataType::Int64).alias("samples"),
+        eligible()
+            .cast(DataType::Int64)
+            .sum()
+            .alias("trend_eligible_samples"),
+        col("age_group").last().alias("age_group"),
+    ];
+    for (column, prefix) in VITAL_STATS {
+        let v = || col(column).cast(DataType::Float64).filter(eligible());
+        aggs.extend([
+            v().min().alias(format!("{prefix}_min")),
+            v().mean().alias(format!("{prefix}_mean")),
+            v().quantile(lit(0.05), QuantileMethod::Linear)
+                .alias(format!("{prefix}_p5")),
+            v().quantile(lit(0.95), QuantileMethod::Linear)
+                .alias(format!("{prefix}_p95")),
+            v().max().alias(format!("{prefix}_max")),
+        ]);
+    }
+    let poor = thresholds.device.signal_poor_pct;
+    aggs.extend([
+        col("battery_pct").min().alias("battery_min"),
+        col("battery_pct")
+            .cast(DataType::Float64)
+            .mean()
+            .alias("battery_mean"),
+        col("signal_quality_pct")
+            .cast(DataType::Float64)
+            .mean()
+            .alias("signal_mean"),
+        col("signal_quality_pct")
+            .lt(lit(poor as i16))
+            .cast(DataType::Float64)
+            .mean()
+            .alias("signal_poor_share"),
+    ]);
+    let grouped = silver
+        .clone()
+        .lazy()
+        .group_by([col("patient_id")])
+        .agg(aggs)
+        .sort(["patient_id"], SortMultipleOptions::default())
+        .collect()
+        .map_err(perr("patient_daily"))?;
+
+    let extras = patient_extras(silver, day)?;
+    let c = Columns::new(&grouped, "patient_daily");
+    let ids = c.str("patient_id")?;
+    let samples = c.i64("samples")?;
+    if extras.len() != grouped.height()
+        || extras
+            .iter()
+            .zip(ids.iter())
+            .any(|(e, id)| Some(e.patient_id.as_str()) != id)
+    {
+        return Err(EtlError::Internal(
+            "patient_daily: group-by and per-patient pass disagree on the patients".into(),
+        ));
+    }
+    let mut opened: HashMap<Uuid, [i64; 4]> = HashMap::new();
+    let day_start = UtcMillis::from_date(day.date).0;
+    for a in alerts {
+        if (day_start..day_start + MS_PER_DAY).contains(&a.first_seen_at.0) {
+            let slot = SEVERITIES.iter().position(|s| *s == a.severity).unwrap_or(0);
+            opened.entry(a.patient_id).or_default()[slot] += 1;
+        }
+    }
+    let uuids: Vec<Uuid> = ids
+        .iter()
+        .map(|s| s.and_then(|s| Uuid::try_parse(s).ok()).unwrap_or_default())
+        .collect();
+    let minutes_per_sample = day.expected_interval_s / 60.0;
+    let mut extra_columns = vec![
+        Column::new(
+            "patient_key".into(),
+            uuids.iter().map(|u| keyer.key(u)).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "genotype".into(),
+            uuids
+                .iter()
+                .map(|u| reference.get(u).map(|p| p.genotype.clone()))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "expected_samples".into(),
+            vec![day.expected_samples(); grouped.height()],
+        ),
+        Column::new(
+            "completeness".into(),
+            samples
+                .iter()
+                .map(|s| day.completeness(s.unwrap_or(0)))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "heart_rate_variability".into(),
+            extras.iter().map(|e| e.hr_variability).collect::<Vec<_>>(),
+        ),
+    ];
+    for (level, name) in TIER_LEVELS.iter().enumerate() {
+        extra_columns.push(Column::new(
+            format!("minutes_{name}").into(),
+            extras
+                .iter()
+                .map(|e| e.tier_samples[level] as f64 * minutes_per_sample)
+                .collect::<Vec<_>>(),
+        ));
+    }
+    for (slot, s) in SEVERITIES.iter().enumerate() {
+        extra_columns.push(Column::new(
+            format!("alerts_{}", s.as_str()).into(),
+            uuids
+                .iter()
+                .map(|u| opened.get(u).map_or(0, |o| o[slot]))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    let mut df = grouped;
+    df.hstack_mut(&extra_columns).map_err(perr("patient_daily"))?;
+    let mut order: Vec<String> = [
+        "patient_key",
+        "genotype",
+        "age_group",
+        "samples",
+        "expected_samples",
+        "completeness",
+        "trend_eligible_samples",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (_, prefix) in VITAL_STATS {
+        for stat in ["min", "mean", "p5", "p95", "max"] {
+            order.push(format!("{prefix}_{stat}"));
+        }
+    }
+    order.push("heart_rate_variability".into());
+    order.extend(TIER_LEVELS.iter().map(|t| format!("minutes_{t}")));
+    order.extend(SEVERITIES.iter().map(|s| format!("alerts_{}", s.as_str())));
+    order.extend(
+        ["battery_min", "battery_mean", "signal_mean", "signal_poor_share"].map(String::from),
+    );
+    df.select(order)
+        .and_then(|d| d.sort(["patient_key"], SortMultipleOptions::default()))
+        .map_err(perr("patient_daily"))
+}
+
+fn quality_daily(
+    silver: &DataFrame,
+    keyer: &PatientKeyer,
+    thresholds: &Thresholds,
+    day: DaySettings,
+) -> Result<DataFrame, EtlError> {
+    let mut aggs = vec![
+        col("patient_id").first().alias("patient_id"),
+        len().cast(DataType::Int64).alias("samples"),
+    ];
+    for flag in QualityFlag::ALL {
+        aggs.push(
+            col("quality_flag")
+                .eq(lit(flag.code()))
+                .cast(DataType::Int64)
+                .sum()
+                .alias(format!("flag_{}", flag.code())),
+        );
+    }
+    aggs.push(
+        col("quality_severity")
+            .eq(lit(3i16))
+            .cast(DataType::Int64)
+            .sum()
+            .alias("needs_review"),
+    );
+    let grouped = silver
+        .clone()
+        .lazy()
+        .group_by([col("device_id")])
+        .agg(aggs)
+        .sort(["device_id"], SortMultipleOptions::default())
+        .collect()
+        .map_err(perr("quality_daily"))?;
+
+    // Gaps: silences longer than the device-silent rule, the day's edges included.
+    let c = Columns::new(silver, "Silver");
+    let (device, recorded) = (c.str("device_id")?, c.millis("recorded_at")?);
+    let day_start = UtcMillis::from_date(day.date).0;
+    let day_end = day_start + MS_PER_DAY;
+    let gap_ms = thresholds.device.silent_after_s as i64 * 1000;
+    let mut times: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (d, t) in device.iter().zip(recorded.iter()) {
+        if let (Some(d), Some(t)) = (d, t) {
+            times.entry(d).or_default().push(t);
+        }
+    }
+    let gc = Columns::new(&grouped, "quality_daily");
+    let devices = gc.str("device_id")?;
+    let samples = gc.i64("samples")?;
+    let mut gaps = Vec::with_capacity(grouped.height());
+    let mut longest = Vec::with_capacity(grouped.height());
+    for d in devices.iter() {
+        let mut t = times.get(d.unwrap_or("")).cloned().unwrap_or_default();
+        t.sort_unstable();
+        let mut edges = vec![day_start];
+        edges.extend(t);
+        edges.push(day_end);
+        let silences: Vec<i64> = edges
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|g| *g > gap_ms)
+            .collect();
+        gaps.push(silences.len() as i64);
+        longest.push(silences.iter().max().copied().unwrap_or(0) as f64 / 1000.0);
+    }
+    let keys: Vec<String> = gc
+        .str("patient_id")?
+        .iter()
+        .map(|s| keyer.key(&s.and_then(|s| Uuid::try_parse(s).ok()).unwrap_or_default()))
+        .collect();
+    let mut df = grouped.clone();
+    df.hstack_mut(&[
+        Column::new("patient_key".into(), keys),
+        Column::new(
+            "expected_samples".into(),
+            vec![day.expected_samples(); grouped.height()],
+        ),
+        Column::new(
+            "completeness".into(),
+            samples
+                .iter()
+                .map(|s| day.completeness(s.unwrap_or(0)))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new("gaps".into(), gaps),
+        Column::new("longest_gap_s".into(), longest),
+    ])
+    .map_err(perr("quality_daily"))?;
+    let mut order: Vec<String> = [
+        "device_id",
+        "patient_key",
+        "samples",
+        "expected_samples",
+        "completeness",
+        "gaps",
+        "longest_gap_s",
+        "needs_review",
+    ]
+    .map(String::from)
+    .to_vec();
+    order.extend(QualityFlag::ALL.iter().map(|f| format!("flag_{}", f.code())));
+    df.select(order).map_err(perr("quality_daily"))
+}
+
+fn alerts_daily(
+    alerts: &[Alert],
+    keyer: &PatientKeyer,
+    day: DaySettings,
+) -> Result<DataFrame, EtlError> {
+    let day_start = UtcMillis::from_date(day.date).0;
+    let mut rows: Vec<(String, &Alert)> = alerts.iter().map(|a| (keyer.key(&a.patient_id), a)).collect();
+    rows.sort_by(|a, b| {
+        (&a.0, a.1.first_seen_at, &a.1.rule_id).cmp(&(&b.0, b.1.first_seen_at, &b.1.rule_id))
+    });
+    let str_col = |name: &str, f: &dyn Fn(&(String, &Alert)) -> String| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<String>>())
+    };
+    let time_col = |name: &str, f: &dyn Fn(&Alert) -> i64| {
+        super::frame::time_column(name, rows.iter().map(|r| f(r.1)).collect())
+    };
+    DataFrame::new_infer_height(vec![
+        str_col("patient_key", &|r| r.0.clone()),
+        str_col("rule_id", &|r| r.1.rule_id.clone()),
+        str_col("severity", &|r| r.1.severity.as_str().to_string()),
+        str_col("status", &|r| {
+            crate::lake::alerts::status_str(r.1.status).to_string()
+        }),
+        time_col("first_seen_at", &|a| a.first_seen_at.0),
+        time_col("last_seen_at", &|a| a.last_seen_at.0),
+        Column::new(
+            "opened_this_day".into(),
+            rows.iter()
+                .map(|r| (day_start..day_start + MS_PER_DAY).contains(&r.1.first_seen_at.0))
+                .collect::<Vec<bool>>(),
+        ),
+        Column::new(
+            "duration_s".into(),
+            rows.iter()
+                .map(|r| (r.1.last_seen_at.0 - r.1.first_seen_at.0) as f64 / 1000.0)
+                .collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "occurrences".into(),
+            rows.iter()
+                .map(|r| i64::from(r.1.occurrences))
+                .collect::<Vec<i64>>(),
+        ),
+    ])
+    .map_err(perr("alerts_daily"))
+}
