@@ -140,6 +140,10 @@ fn database_url(flag: &Option<String>, ctx: &Context) -> Result<String> {
         })
 }
 
+pub fn database_url_of(c: &Connection, ctx: &Context) -> Result<String> {
+    database_url(&c.database_url, ctx)
+}
+
 pub fn connect(c: &Connection, ctx: &Context) -> Result<postgres::Client> {
     Ok(db::connect(&database_url(&c.database_url, ctx)?)?)
 }

@@ -20,6 +20,32 @@ pub enum EtlCommand {
     Weekly(WeeklyArgs),
     /// cohort_monthly for a calendar month, from patient_daily.
     Monthly(MonthlyArgs),
+    /// Exports for people outside the care team.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ExportCommand {
+    /// A pseudonymised, k-anonymous patient-month table for research, with its metadata.
+    Research(ResearchArgs),
+}
+
+#[derive(Args)]
+pub struct ResearchArgs {
+    /// Calendar month, e.g. 2026-03.
+    #[arg(long)]
+    month: String,
+    /// Every combination of age band, sex, genotype and country is shared by at least k rows;
+    /// rarer rows are suppressed (and counted).
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// The export's own pseudonymisation key (at least 16 bytes). Default: 32 random bytes,
+    /// used once and not stored, so the export cannot be joined with Gold or another export.
+    #[arg(long, value_name = "FILE")]
+    export_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    lake: LakeArg,
 }
 
 #[derive(Args)]
@@ -78,7 +104,58 @@ pub fn run(cmd: EtlCommand, ctx: &Context) -> Result<ExitCode> {
             lake_root(&args.lake, ctx)?,
             ctx,
         ),
+        EtlCommand::Export(ExportCommand::Research(args)) => run_research(args, ctx),
     }
+}
+
+fn run_research(args: ResearchArgs, ctx: &Context) -> Result<ExitCode> {
+    let month = Period::parse_month(&args.month)?;
+    if args.k < 2 {
+        bail!("--k {}: k-anonymity needs k of at least 2", args.k);
+    }
+    let root = lake_root(&args.lake, ctx)?;
+    let gold_keyer = keyer(ctx)?;
+    let key = match &args.export_key_file {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read --export-key-file {}", path.display()))?,
+        None => {
+            let mut key = vec![0u8; 32];
+            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut key)
+                .context("cannot read random bytes for the export key")?;
+            key
+        }
+    };
+    let export_keyer = PatientKeyer::new(&key, None).map_err(|e| anyhow!("export key: {e}"))?;
+    let reference = kidjamo::etl::silver::read_reference(&root)?;
+    let job = kidjamo::etl::research::ResearchJob {
+        root: &root,
+        month,
+        k: args.k,
+        gold_keyer: &gold_keyer,
+        export_keyer: &export_keyer,
+        reference: &reference,
+    };
+    let report = kidjamo::etl::research::export(&job, ctx.config.etl.expected_interval_s)
+        .with_context(|| {
+            format!(
+                "research export for {} in {}",
+                month.label(),
+                root.display()
+            )
+        })?;
+    println!(
+        "etl export research {}: {} patient-months, {} suppressed for k = {} on {}, {} written to {}/exports/research/month={}/export={}/ (data.parquet, data.csv, metadata.json).",
+        report.month,
+        report.rows_before_suppression,
+        report.rows_suppressed,
+        report.k,
+        report.quasi_identifiers.join(", "),
+        report.rows,
+        root.display(),
+        report.month,
+        report.export_id,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lake_root(arg: &LakeArg, ctx: &Context) -> Result<PathBuf> {
@@ -93,7 +170,10 @@ fn lake_root(arg: &LakeArg, ctx: &Context) -> Result<PathBuf> {
         );
     }
     if !root.is_dir() {
-        bail!("lake {} does not exist or is not a directory", root.display());
+        bail!(
+            "lake {} does not exist or is not a directory",
+            root.display()
+        );
     }
     Ok(root)
 }
@@ -152,7 +232,8 @@ fn run_daily(args: DailyArgs, ctx: &Context) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let bar = Bar::new("etl daily", ctx.quiet, ctx.verbose);
-    let reports = daily::run(&job, &bar).with_context(|| format!("etl daily in {}", root.display()))?;
+    let reports =
+        daily::run(&job, &bar).with_context(|| format!("etl daily in {}", root.display()))?;
     let mut too_many = Vec::new();
     for r in &reports {
         let c = |k: &str| r.counts.get(k).copied().unwrap_or(0);

@@ -2,6 +2,7 @@
 //! thresholds, dispatches to one subcommand, and maps the outcome to an exit code
 //! (0 success, 1 "ran, and the answer is no", 2 error).
 
+mod audit;
 mod config_cmd;
 mod context;
 mod db;
@@ -58,6 +59,9 @@ enum Command {
     /// Erase one patient's data (right to erasure).
     #[command(subcommand)]
     Erase(patient::EraseCommand),
+    /// Audit reports: accesses, data rights, security posture, data quality, pipeline runs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Backup(cmd) => patient::backup(cmd, &ctx),
         Command::Restore(cmd) => patient::restore(cmd, &ctx),
         Command::Erase(cmd) => patient::erase(cmd, &ctx),
+        Command::Audit(cmd) => audit::run(cmd, &ctx),
     });
     match outcome {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! kidjamo: simulation, streaming, batch ETL, database and audit tooling for remote monitoring
 //! of people living with sickle-cell disease. The library is usable without the command line.
 
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod domain;

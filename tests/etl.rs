@@ -53,7 +53,15 @@ struct Row {
     offset: i64,
 }
 
-fn row(message: u128, patient: Uuid, device: Uuid, at: i64, spo2: f64, hr: i16, flag: &'static str) -> Row {
+fn row(
+    message: u128,
+    patient: Uuid,
+    device: Uuid,
+    at: i64,
+    spo2: f64,
+    hr: i16,
+    flag: &'static str,
+) -> Row {
     Row {
         message: Uuid::from_u128(message),
         patient,
@@ -87,8 +95,14 @@ fn bronze_frame(rows: &[Row]) -> DataFrame {
         Column::new("device_id".into(), s(&|r| r.device.to_string())),
         time_col("recorded_at", rows.iter().map(|r| r.at).collect()),
         Column::new("schema_version".into(), vec![1i16; n]),
-        Column::new("spo2_pct".into(), rows.iter().map(|r| r.spo2).collect::<Vec<_>>()),
-        Column::new("heart_rate_bpm".into(), rows.iter().map(|r| r.hr).collect::<Vec<_>>()),
+        Column::new(
+            "spo2_pct".into(),
+            rows.iter().map(|r| r.spo2).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "heart_rate_bpm".into(),
+            rows.iter().map(|r| r.hr).collect::<Vec<_>>(),
+        ),
         Column::new("respiratory_rate_min".into(), none_i.clone()),
         Column::new("temperature_c".into(), none_f.clone()),
         Column::new("ambient_temperature_c".into(), none_f.clone()),
@@ -99,11 +113,20 @@ fn bronze_frame(rows: &[Row]) -> DataFrame {
         Column::new("battery_pct".into(), vec![Some(50i16); n]),
         Column::new("signal_quality_pct".into(), vec![Some(90i16); n]),
         Column::new("firmware_version".into(), vec![Some("2.1.3"); n]),
-        Column::new("quality_flag".into(), rows.iter().map(|r| r.flag).collect::<Vec<_>>()),
+        Column::new(
+            "quality_flag".into(),
+            rows.iter().map(|r| r.flag).collect::<Vec<_>>(),
+        ),
         time_col("received_at", rows.iter().map(|r| r.received).collect()),
-        Column::new("ingest_run_id".into(), rows.iter().map(|r| r.run).collect::<Vec<_>>()),
+        Column::new(
+            "ingest_run_id".into(),
+            rows.iter().map(|r| r.run).collect::<Vec<_>>(),
+        ),
         Column::new("source".into(), vec!["test"; n]),
-        Column::new("source_offset".into(), rows.iter().map(|r| r.offset).collect::<Vec<_>>()),
+        Column::new(
+            "source_offset".into(),
+            rows.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        ),
     ])
     .expect("bronze frame")
 }
@@ -126,7 +149,10 @@ fn write_reference(root: &Path, patients: &[(Uuid, &str, &str)]) {
             .into_date()
             .into_series()
             .into(),
-        Column::new("genotype".into(), patients.iter().map(|p| p.2).collect::<Vec<_>>()),
+        Column::new(
+            "genotype".into(),
+            patients.iter().map(|p| p.2).collect::<Vec<_>>(),
+        ),
         Column::new("sex".into(), vec!["F"; patients.len()]),
         Column::new("country".into(), vec!["Cameroun"; patients.len()]),
     ])
@@ -147,8 +173,15 @@ fn read_dir_frame(dir: &Path) -> DataFrame {
 
 fn f(df: &DataFrame, key_col: &str, key: &str, col: &str) -> Option<f64> {
     let keys = df.column(key_col).expect("key").str().expect("str").clone();
-    let i = keys.iter().position(|k| k == Some(key)).expect("row present");
-    let c = df.column(col).expect(col).cast(&DataType::Float64).expect("cast");
+    let i = keys
+        .iter()
+        .position(|k| k == Some(key))
+        .expect("row present");
+    let c = df
+        .column(col)
+        .expect(col)
+        .cast(&DataType::Float64)
+        .expect("cast");
     c.f64().expect("f64").get(i)
 }
 
@@ -171,8 +204,16 @@ struct HandLake {
 fn hand_lake() -> HandLake {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path().to_path_buf();
-    let (p1, p2, p3) = (Uuid::from_u128(0x11), Uuid::from_u128(0x22), Uuid::from_u128(0x33));
-    let (d1, d2, d3) = (Uuid::from_u128(0xd1), Uuid::from_u128(0xd2), Uuid::from_u128(0xd3));
+    let (p1, p2, p3) = (
+        Uuid::from_u128(0x11),
+        Uuid::from_u128(0x22),
+        Uuid::from_u128(0x33),
+    );
+    let (d1, d2, d3) = (
+        Uuid::from_u128(0xd1),
+        Uuid::from_u128(0xd2),
+        Uuid::from_u128(0xd3),
+    );
     write_reference(&root, &[(p1, "2013-03-10", "SS"), (p2, "2013-03-11", "SC")]);
     let mut resent = row(1, p1, d1, ms(DAY, "08:00:00"), 95.0, 80, "ok");
     resent.received += 60_000;
@@ -193,10 +234,18 @@ fn hand_lake() -> HandLake {
     late.received = ms("2026-03-11", "06:00:00");
     late.run = "run-b";
     let partition = format!("bronze/measurements/event_date={DAY}");
-    write_parquet(&root, format!("{partition}/part-run-a-0.parquet").into(), bronze_frame(&first_file))
-        .expect("bronze a");
-    write_parquet(&root, format!("{partition}/part-run-b-0.parquet").into(), bronze_frame(&[late]))
-        .expect("bronze b");
+    write_parquet(
+        &root,
+        format!("{partition}/part-run-a-0.parquet").into(),
+        bronze_frame(&first_file),
+    )
+    .expect("bronze a");
+    write_parquet(
+        &root,
+        format!("{partition}/part-run-b-0.parquet").into(),
+        bronze_frame(&[late]),
+    )
+    .expect("bronze b");
     HandLake {
         _tmp: tmp,
         root,
@@ -236,34 +285,106 @@ fn hand_built_day_gives_the_hand_computed_silver_and_gold() {
     assert_eq!(c("quarantined.wrong_partition"), 1);
     assert_eq!(c("silver_rows"), 6);
 
-    let silver = read_dir_frame(&lake.root.join(format!("silver/measurements/event_date={DAY}")));
+    let silver = read_dir_frame(
+        &lake
+            .root
+            .join(format!("silver/measurements/event_date={DAY}")),
+    );
     assert_eq!(silver.height(), 6);
     let ids: Vec<String> = silver
-        .column("message_id").expect("col").str().expect("str")
-        .iter().map(|s| s.expect("id").to_string()).collect();
+        .column("message_id")
+        .expect("col")
+        .str()
+        .expect("str")
+        .iter()
+        .map(|s| s.expect("id").to_string())
+        .collect();
     // Sorted by patient then time; the first received copy of message 1 kept, the late
     // record included at its event time.
-    let expected: Vec<String> = [1u128, 4, 5, 7, 6, 8].iter().map(|i| Uuid::from_u128(*i).to_string()).collect();
+    let expected: Vec<String> = [1u128, 4, 5, 7, 6, 8]
+        .iter()
+        .map(|i| Uuid::from_u128(*i).to_string())
+        .collect();
     assert_eq!(ids, expected);
-    let groups: Vec<Option<&str>> = silver.column("age_group").expect("ag").str().expect("s").iter().collect();
-    assert_eq!(groups, [Some("G4"), Some("G4"), Some("G4"), Some("G4"), Some("G4"), Some("G3")]);
-    let spo2_tiers: Vec<Option<&str>> = silver.column("spo2_tier").expect("t").str().expect("s").iter().collect();
+    let groups: Vec<Option<&str>> = silver
+        .column("age_group")
+        .expect("ag")
+        .str()
+        .expect("s")
+        .iter()
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            Some("G4"),
+            Some("G4"),
+            Some("G4"),
+            Some("G4"),
+            Some("G4"),
+            Some("G3")
+        ]
+    );
+    let spo2_tiers: Vec<Option<&str>> = silver
+        .column("spo2_tier")
+        .expect("t")
+        .str()
+        .expect("s")
+        .iter()
+        .collect();
     // G4: normal ≥ 94, alert ≤ 92, emergency ≤ 88.
-    assert_eq!(spo2_tiers[..5], [Some("normal"), Some("vigilance"), Some("emergency"), Some("normal"), Some("normal")]);
-    let eligible: Vec<Option<bool>> = silver.column("trend_eligible").expect("e").bool().expect("b").iter().collect();
-    assert_eq!(eligible, [Some(true), Some(true), Some(false), Some(true), Some(true), Some(true)]);
+    assert_eq!(
+        spo2_tiers[..5],
+        [
+            Some("normal"),
+            Some("vigilance"),
+            Some("emergency"),
+            Some("normal"),
+            Some("normal")
+        ]
+    );
+    let eligible: Vec<Option<bool>> = silver
+        .column("trend_eligible")
+        .expect("e")
+        .bool()
+        .expect("b")
+        .iter()
+        .collect();
+    assert_eq!(
+        eligible,
+        [
+            Some(true),
+            Some(true),
+            Some(false),
+            Some(true),
+            Some(true),
+            Some(true)
+        ]
+    );
     for name in silver.get_column_names() {
         assert!(!["given_name", "family_name", "email", "phone"].contains(&name.as_str()));
     }
 
-    let quarantine = read_dir_frame(&lake.root.join(format!("quarantine/silver_measurements/event_date={DAY}")));
+    let quarantine = read_dir_frame(
+        &lake
+            .root
+            .join(format!("quarantine/silver_measurements/event_date={DAY}")),
+    );
     let mut reasons: Vec<String> = quarantine
-        .column("reason_codes").expect("r").str().expect("s")
-        .iter().map(|s| s.expect("reason").to_string()).collect();
+        .column("reason_codes")
+        .expect("r")
+        .str()
+        .expect("s")
+        .iter()
+        .map(|s| s.expect("reason").to_string())
+        .collect();
     reasons.sort();
     assert_eq!(reasons, ["unknown_patient", "wrong_partition"]);
 
-    let pd = read_dir_frame(&lake.root.join(format!("gold/patient_daily/event_date={DAY}")));
+    let pd = read_dir_frame(
+        &lake
+            .root
+            .join(format!("gold/patient_daily/event_date={DAY}")),
+    );
     assert_eq!(pd.height(), 2);
     let k1 = keyer().key(&lake.p1);
     let g = |col: &str| f(&pd, "patient_key", &k1, col);
@@ -285,12 +406,20 @@ fn hand_built_day_gives_the_hand_computed_silver_and_gold() {
     assert_eq!(g("minutes_normal"), Some(180.0));
     assert_eq!(g("minutes_vigilance"), Some(60.0));
     assert_eq!(g("minutes_emergency"), Some(0.0));
-    assert_eq!(g("temperature_mean"), None, "no temperature was sent: no value, not a default");
+    assert_eq!(
+        g("temperature_mean"),
+        None,
+        "no temperature was sent: no value, not a default"
+    );
     for name in pd.get_column_names() {
         assert_ne!(name.as_str(), "patient_id", "no clear id in Gold");
     }
 
-    let qd = read_dir_frame(&lake.root.join(format!("gold/quality_daily/event_date={DAY}")));
+    let qd = read_dir_frame(
+        &lake
+            .root
+            .join(format!("gold/quality_daily/event_date={DAY}")),
+    );
     let q = |col: &str| f(&qd, "device_id", &lake.d1.to_string(), col);
     assert_eq!(q("samples"), Some(5.0));
     assert_eq!(q("flag_ok"), Some(3.0));
@@ -302,19 +431,39 @@ fn hand_built_day_gives_the_hand_computed_silver_and_gold() {
 
     // Alerts: a device silent between hourly samples is reported (first seen 10 min after
     // the last sample), and patient_daily counts the day's alerts by severity.
-    let ad = read_dir_frame(&lake.root.join(format!("gold/alerts_daily/event_date={DAY}")));
+    let ad = read_dir_frame(
+        &lake
+            .root
+            .join(format!("gold/alerts_daily/event_date={DAY}")),
+    );
     let rules: Vec<(String, String)> = (0..ad.height())
         .map(|i| {
-            let s = |c: &str| ad.column(c).expect(c).str().expect("s").get(i).expect("v").to_string();
+            let s = |c: &str| {
+                ad.column(c)
+                    .expect(c)
+                    .str()
+                    .expect("s")
+                    .get(i)
+                    .expect("v")
+                    .to_string()
+            };
             (s("patient_key"), s("rule_id"))
         })
         .collect();
-    let silent_p1 = rules.iter().filter(|r| r.0 == k1 && r.1 == "device_silent").count();
+    let silent_p1 = rules
+        .iter()
+        .filter(|r| r.0 == k1 && r.1 == "device_silent")
+        .count();
     assert_eq!(silent_p1, 5, "{rules:?}");
     let warn_p1 = f(&pd, "patient_key", &k1, "alerts_warn").expect("warn") as usize;
     let opened_warn = (0..ad.height())
         .filter(|&i| {
-            ad.column("patient_key").expect("k").str().expect("s").get(i) == Some(k1.as_str())
+            ad.column("patient_key")
+                .expect("k")
+                .str()
+                .expect("s")
+                .get(i)
+                == Some(k1.as_str())
                 && ad.column("severity").expect("s").str().expect("s").get(i) == Some("warn")
         })
         .count();
@@ -333,7 +482,10 @@ fn hand_built_day_gives_the_hand_computed_silver_and_gold() {
         let path = lake.root.join(out["path"].as_str().expect("path"));
         let bytes = std::fs::read(&path).expect("listed output exists");
         use sha2::Digest;
-        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), out["sha256"].as_str().expect("sha"));
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            out["sha256"].as_str().expect("sha")
+        );
     }
 }
 
@@ -343,7 +495,14 @@ fn a_rerun_replaces_the_day_with_identical_files() {
     run_daily(&lake.root, vec![day()], 3600.0);
     let snapshot = |root: &Path| -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
-        for table in ["silver/measurements", "gold/patient_daily", "gold/quality_daily", "gold/alerts_daily", "gold/features_ml", "alerts/batch"] {
+        for table in [
+            "silver/measurements",
+            "gold/patient_daily",
+            "gold/quality_daily",
+            "gold/alerts_daily",
+            "gold/features_ml",
+            "alerts/batch",
+        ] {
             let dir = root.join(format!("{table}/event_date={DAY}"));
             for e in std::fs::read_dir(&dir).expect("partition") {
                 let p = e.expect("e").path();
@@ -374,7 +533,16 @@ fn command_line_runs_the_day_and_refuses_bad_input_clearly() {
         .stdout(predicate::str::contains("10 Bronze rows → 6 Silver"));
     // 2 of 10 rows quarantined is above 10 %: the run commits and exits 1, saying why.
     kidjamo()
-        .args(["etl", "daily", "--lake", &root, "--date", DAY, "--max-reject-ratio", "0.1"])
+        .args([
+            "etl",
+            "daily",
+            "--lake",
+            &root,
+            "--date",
+            DAY,
+            "--max-reject-ratio",
+            "0.1",
+        ])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("2 of 10 Bronze rows quarantined"));
@@ -388,7 +556,9 @@ fn command_line_runs_the_day_and_refuses_bad_input_clearly() {
         .args(["etl", "daily", "--lake", &root, "--date", "2026-02-30"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--date \"2026-02-30\" is not a date"));
+        .stderr(predicate::str::contains(
+            "--date \"2026-02-30\" is not a date",
+        ));
     kidjamo()
         .args(["etl", "weekly", "--lake", &root, "--week", "2026-11"])
         .assert()
@@ -398,20 +568,28 @@ fn command_line_runs_the_day_and_refuses_bad_input_clearly() {
         .args(["etl", "weekly", "--lake", &root, "--week", "2026-W20"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("no patient_daily partition inside 2026-W20"));
+        .stderr(predicate::str::contains(
+            "no patient_daily partition inside 2026-W20",
+        ));
     kidjamo()
         .args(["etl", "weekly", "--lake", &root, "--week", "2026-W11"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("1 day(s) of patient_daily → 2 rows"));
+        .stdout(predicate::str::contains(
+            "1 day(s) of patient_daily → 2 rows",
+        ));
     std::fs::remove_file(lake.root.join("reference/patients.parquet")).expect("rm");
     kidjamo()
         .args(["etl", "daily", "--lake", &root, "--date", DAY])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("reference/patients.parquet is missing"));
+        .stderr(predicate::str::contains(
+            "reference/patients.parquet is missing",
+        ));
     // A corrupt Bronze file is named.
-    let bad = lake.root.join(format!("bronze/measurements/event_date={DAY}/part-run-a-0.parquet"));
+    let bad = lake.root.join(format!(
+        "bronze/measurements/event_date={DAY}/part-run-a-0.parquet"
+    ));
     std::fs::write(&bad, b"not parquet").expect("corrupt");
     write_reference(&lake.root, &[(lake.p1, "2013-03-10", "SS")]);
     kidjamo()
@@ -423,7 +601,18 @@ fn command_line_runs_the_day_and_refuses_bad_input_clearly() {
 
 fn simulate(root: &Path, patients: u32, days: u32) {
     kidjamo()
-        .args(["simulate", "--patients", &patients.to_string(), "--days", &days.to_string(), "--start", "2026-03-02", "--seed", "7", "--out"])
+        .args([
+            "simulate",
+            "--patients",
+            &patients.to_string(),
+            "--days",
+            &days.to_string(),
+            "--start",
+            "2026-03-02",
+            "--seed",
+            "7",
+            "--out",
+        ])
         .arg(root)
         .assert()
         .success();
@@ -446,7 +635,11 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
         let bronze = read_dir_frame(&root.join(format!("bronze/measurements/event_date={date}")));
         let msgs = bronze.column("message_id").expect("m").str().expect("s");
         let devs = bronze.column("device_id").expect("d").str().expect("s");
-        let at = bronze.column("recorded_at").expect("t").cast(&DataType::Int64).expect("i");
+        let at = bronze
+            .column("recorded_at")
+            .expect("t")
+            .cast(&DataType::Int64)
+            .expect("i");
         let at = at.i64().expect("i64");
         let mut seen_m = HashSet::new();
         let mut seen_s = HashSet::new();
@@ -459,17 +652,34 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
         }
         assert_eq!(c("bronze_rows"), bronze.height() as u64);
         assert_eq!(c("silver_rows") + c("quarantined"), kept, "{date}");
-        assert_eq!(c("quarantined"), 0, "every simulated patient is in the reference");
-        assert!(c("duplicate_message_id") > 0, "the simulator resends some samples");
+        assert_eq!(
+            c("quarantined"),
+            0,
+            "every simulated patient is in the reference"
+        );
+        assert!(
+            c("duplicate_message_id") > 0,
+            "the simulator resends some samples"
+        );
 
         // patient_daily against Silver, patient by patient.
         let silver = read_dir_frame(&root.join(format!("silver/measurements/event_date={date}")));
         let pd = read_dir_frame(&root.join(format!("gold/patient_daily/event_date={date}")));
-        let total: i64 = pd.column("samples").expect("s").i64().expect("i").sum().expect("sum");
+        let total: i64 = pd
+            .column("samples")
+            .expect("s")
+            .i64()
+            .expect("i")
+            .sum()
+            .expect("sum");
         assert_eq!(total as u64, c("silver_rows"));
         let pids = silver.column("patient_id").expect("p").str().expect("s");
         let spo2 = silver.column("spo2_pct").expect("s").f64().expect("f");
-        let elig = silver.column("trend_eligible").expect("e").bool().expect("b");
+        let elig = silver
+            .column("trend_eligible")
+            .expect("e")
+            .bool()
+            .expect("b");
         let mut sums: HashMap<&str, (f64, f64)> = HashMap::new();
         for i in 0..silver.height() {
             if let (Some(p), Some(v), Some(true)) = (pids.get(i), spo2.get(i), elig.get(i)) {
@@ -499,7 +709,10 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
         }
     }
     let week = week
-        .sort(["patient_id", "recorded_at", "device_id"], SortMultipleOptions::default())
+        .sort(
+            ["patient_id", "recorded_at", "device_id"],
+            SortMultipleOptions::default(),
+        )
         .expect("sort");
     let end = kidjamo::domain::UtcMillis(ms("2026-03-09", "00:00:00"));
     let continuous = batch_alerts::run_day(&week, &reference, &thresholds, Default::default(), end)
@@ -508,12 +721,19 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
     for date in &dates {
         let a = read_dir_frame(&root.join(format!("alerts/batch/event_date={date}")));
         let ids = a.column("alert_id").expect("id").str().expect("s").clone();
-        let last = a.column("last_seen_at").expect("l").cast(&DataType::Int64).expect("i");
+        let last = a
+            .column("last_seen_at")
+            .expect("l")
+            .cast(&DataType::Int64)
+            .expect("i");
         let status = a.column("status").expect("st").str().expect("s").clone();
         for i in 0..a.height() {
             batch.insert(
                 ids.get(i).expect("id").to_string(),
-                (last.i64().expect("i").get(i).expect("t"), status.get(i).expect("s").to_string()),
+                (
+                    last.i64().expect("i").get(i).expect("t"),
+                    status.get(i).expect("s").to_string(),
+                ),
             );
         }
     }
@@ -523,7 +743,10 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
         .map(|a| {
             (
                 a.alert_id.to_string(),
-                (a.last_seen_at.0, kidjamo::lake::alerts::status_str(a.status).to_string()),
+                (
+                    a.last_seen_at.0,
+                    kidjamo::lake::alerts::status_str(a.status).to_string(),
+                ),
             )
         })
         .collect();
@@ -531,25 +754,137 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
     assert_eq!(batch, expected);
 
     // Weekly and monthly over the same days.
-    let week_report = periodic::run(&root, Period::parse_week("2026-W10").expect("week"), 30.0).expect("weekly");
+    let week_report =
+        periodic::run(&root, Period::parse_week("2026-W10").expect("week"), 30.0).expect("weekly");
     assert_eq!(week_report.days_with_input, 7);
     let weekly = read_dir_frame(&root.join("gold/patient_weekly/week=2026-W10"));
     assert_eq!(weekly.height(), 200);
-    let days_with_data = weekly.column("days_with_data").expect("d").i64().expect("i");
+    let days_with_data = weekly
+        .column("days_with_data")
+        .expect("d")
+        .i64()
+        .expect("i");
     assert!(days_with_data.iter().all(|d| d == Some(7)));
-    let weekly_samples: i64 = weekly.column("samples").expect("s").i64().expect("i").sum().expect("sum");
+    let weekly_samples: i64 = weekly
+        .column("samples")
+        .expect("s")
+        .i64()
+        .expect("i")
+        .sum()
+        .expect("sum");
     let silver_total: u64 = reports.iter().map(|r| r.counts["silver_rows"]).sum();
     assert_eq!(weekly_samples as u64, silver_total);
     let scores = weekly.column("risk_score").expect("r").i64().expect("i");
-    assert!(scores.iter().all(|s| s.is_some_and(|s| (0..=90).contains(&s))));
+    assert!(scores
+        .iter()
+        .all(|s| s.is_some_and(|s| (0..=90).contains(&s))));
 
     periodic::run(&root, Period::parse_month("2026-03").expect("month"), 30.0).expect("monthly");
     let monthly = read_dir_frame(&root.join("gold/cohort_monthly/month=2026-03"));
-    let patients: i64 = monthly.column("patients").expect("p").i64().expect("i").sum().expect("sum");
+    let patients: i64 = monthly
+        .column("patients")
+        .expect("p")
+        .i64()
+        .expect("i")
+        .sum()
+        .expect("sum");
     assert_eq!(patients, 200);
-    let compliance = monthly.column("compliance_pct_mean").expect("c").f64().expect("f");
+    let compliance = monthly
+        .column("compliance_pct_mean")
+        .expect("c")
+        .f64()
+        .expect("f");
     // Seven days of 31, for everybody.
-    assert!(compliance.iter().all(|c| c.is_some_and(|c| (c - 700.0 / 31.0).abs() < 1e-9)));
+    assert!(compliance
+        .iter()
+        .all(|c| c.is_some_and(|c| (c - 700.0 / 31.0).abs() < 1e-9)));
+
+    research_export_is_k_anonymous_and_unlinkable(&root, &weekly);
+}
+
+fn research_export_is_k_anonymous_and_unlinkable(root: &Path, weekly: &DataFrame) {
+    let key_file = root.join("export.key");
+    std::fs::write(&key_file, b"research-export-key-0123456789").expect("key file");
+    let run = || {
+        kidjamo()
+            .args([
+                "etl", "export", "research", "--month", "2026-03", "--k", "5", "--lake",
+            ])
+            .arg(root)
+            .arg("--export-key-file")
+            .arg(&key_file)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("200 patient-months"));
+    };
+    run();
+    let exports = root.join("exports/research/month=2026-03");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&exports)
+        .expect("exports")
+        .map(|e| e.expect("e").path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let data = read_dir_frame(&dirs[0]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs[0].join("metadata.json")).expect("metadata"))
+            .expect("json");
+    let suppressed = meta["rows_suppressed"].as_u64().expect("n") as usize;
+    assert_eq!(data.height() + suppressed, 200);
+    assert!(data.height() > 0);
+    // Every combination of quasi-identifiers is shared by at least k = 5 rows.
+    let mut classes: HashMap<Vec<String>, usize> = HashMap::new();
+    for i in 0..data.height() {
+        let qi: Vec<String> = ["age_band", "sex", "genotype", "country"]
+            .iter()
+            .map(|c| {
+                data.column(c)
+                    .expect(c)
+                    .str()
+                    .expect("s")
+                    .get(i)
+                    .expect("v")
+                    .to_string()
+            })
+            .collect();
+        *classes.entry(qi).or_default() += 1;
+    }
+    assert!(classes.values().all(|n| *n >= 5), "{classes:?}");
+    // No identifier in clear, no Gold key, dates coarsened to the month; every column documented.
+    let names: Vec<String> = data
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    for forbidden in ["patient_id", "patient_key", "birth_date", "event_date"] {
+        assert!(!names.contains(&forbidden.to_string()));
+    }
+    let documented: Vec<String> = meta["columns"]
+        .as_array()
+        .expect("cols")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(documented, names);
+    let gold_keys: HashSet<&str> = weekly
+        .column("patient_key")
+        .expect("k")
+        .str()
+        .expect("s")
+        .iter()
+        .flatten()
+        .collect();
+    let research_ids = data.column("research_id").expect("r").str().expect("s");
+    assert!(research_ids
+        .iter()
+        .flatten()
+        .all(|r| !gold_keys.contains(r)));
+    // The same key gives the same export, byte for byte.
+    let before = std::fs::read(dirs[0].join("data.parquet")).expect("data");
+    run();
+    assert_eq!(
+        before,
+        std::fs::read(dirs[0].join("data.parquet")).expect("data")
+    );
 }
 
 mod properties {

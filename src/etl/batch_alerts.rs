@@ -14,8 +14,8 @@ use super::silver::Reference;
 use super::EtlError;
 use crate::domain::alerts::{Alert, AlertEngine, EngineState, PatientContext};
 use crate::domain::measurement::{DeviceStatus, Measurement, Vitals};
-use crate::domain::time::UtcMillis;
 use crate::domain::thresholds::Thresholds;
+use crate::domain::time::UtcMillis;
 use crate::domain::QualityFlag;
 use polars::prelude::*;
 use rayon::prelude::*;
@@ -189,7 +189,11 @@ pub fn run_day(
         alerts.extend(a);
     }
     alerts.sort_by(|a, b| {
-        (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(b.patient_id, b.first_seen_at, &b.rule_id))
+        (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(
+            b.patient_id,
+            b.first_seen_at,
+            &b.rule_id,
+        ))
     });
     Ok(DayAlerts {
         alerts,
@@ -198,7 +202,11 @@ pub fn run_day(
 }
 
 /// A day without samples: event time still advances, so silent devices are reported.
-pub fn advance_only(thresholds: &Thresholds, previous: EngineState, day_end: UtcMillis) -> DayAlerts {
+pub fn advance_only(
+    thresholds: &Thresholds,
+    previous: EngineState,
+    day_end: UtcMillis,
+) -> DayAlerts {
     let mut engine = AlertEngine::with_state(thresholds, previous);
     let mut alerts: Vec<Alert> = engine
         .on_watermark(day_end)
@@ -206,7 +214,11 @@ pub fn advance_only(thresholds: &Thresholds, previous: EngineState, day_end: Utc
         .map(|e| e.alert().clone())
         .collect();
     alerts.sort_by(|a, b| {
-        (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(b.patient_id, b.first_seen_at, &b.rule_id))
+        (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(
+            b.patient_id,
+            b.first_seen_at,
+            &b.rule_id,
+        ))
     });
     DayAlerts {
         alerts,

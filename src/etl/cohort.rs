@@ -67,7 +67,10 @@ pub fn cohort_monthly(days: &[DayFrame], days_in_month: i64) -> Result<DataFrame
             rows.iter().map(|r| r.1.patient_days).collect::<Vec<_>>(),
         ),
         Column::new("days_in_month".into(), vec![days_in_month; rows.len()]),
-        Column::new("compliance_pct_mean".into(), per_patient(&|c| c.compliance_sum)),
+        Column::new(
+            "compliance_pct_mean".into(),
+            per_patient(&|c| c.compliance_sum),
+        ),
         Column::new(
             "patients_high_compliance".into(),
             rows.iter().map(|r| r.1.high_compliance).collect::<Vec<_>>(),

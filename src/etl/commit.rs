@@ -128,12 +128,24 @@ mod tests {
     fn a_commit_replaces_exactly_the_declared_partitions() {
         let tmp = tempfile::tempdir().expect("tmp");
         let root = tmp.path();
-        write(&root.join("gold/t/event_date=2026-03-01"), "old.parquet", "old");
-        write(&root.join("gold/t/event_date=2026-03-02"), "keep.parquet", "keep");
+        write(
+            &root.join("gold/t/event_date=2026-03-01"),
+            "old.parquet",
+            "old",
+        );
+        write(
+            &root.join("gold/t/event_date=2026-03-02"),
+            "keep.parquet",
+            "keep",
+        );
         let mut w = PartitionWriter::create(root, "r1").expect("writer");
         w.replace("gold/t/event_date=2026-03-01").expect("replace");
         w.replace("gold/t/event_date=2026-03-03").expect("replace");
-        write(&w.staging().join("gold/t/event_date=2026-03-01"), "new.parquet", "new");
+        write(
+            &w.staging().join("gold/t/event_date=2026-03-01"),
+            "new.parquet",
+            "new",
+        );
         w.commit("_runs/r1.json", b"{}").expect("commit");
         let names = |d: &str| {
             let mut v: Vec<String> = std::fs::read_dir(root.join(d))
@@ -154,11 +166,19 @@ mod tests {
     fn a_run_dropped_before_its_commit_changes_nothing() {
         let tmp = tempfile::tempdir().expect("tmp");
         let root = tmp.path();
-        write(&root.join("silver/event_date=2026-03-01"), "old.parquet", "old");
+        write(
+            &root.join("silver/event_date=2026-03-01"),
+            "old.parquet",
+            "old",
+        );
         {
             let mut w = PartitionWriter::create(root, "r2").expect("writer");
             w.replace("silver/event_date=2026-03-01").expect("replace");
-            write(&w.staging().join("silver/event_date=2026-03-01"), "half.parquet", "x");
+            write(
+                &w.staging().join("silver/event_date=2026-03-01"),
+                "half.parquet",
+                "x",
+            );
         }
         let old = root.join("silver/event_date=2026-03-01/old.parquet");
         assert_eq!(std::fs::read_to_string(old).expect("old"), "old");

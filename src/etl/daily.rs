@@ -362,7 +362,8 @@ fn run_day(
         durations_ms: durations,
     };
     let manifest_path = layout::manifest(&run_id);
-    let mut json = serde_json::to_vec_pretty(&report).map_err(|e| EtlError::Internal(e.to_string()))?;
+    let mut json =
+        serde_json::to_vec_pretty(&report).map_err(|e| EtlError::Internal(e.to_string()))?;
     json.push(b'\n');
     let manifest = writer.commit(&manifest_path, &json)?;
     report.outputs.push(manifest);

@@ -20,7 +20,10 @@ pub fn read_files(files: &[PathBuf]) -> Result<Option<DataFrame>, EtlError> {
             None => stacked = Some(df),
             Some(all) => {
                 all.vstack_mut_owned(df).map_err(|e| {
-                    EtlError::input(path, format!("its columns differ from the first file's: {e}"))
+                    EtlError::input(
+                        path,
+                        format!("its columns differ from the first file's: {e}"),
+                    )
                 })?;
             }
         }

@@ -226,7 +226,10 @@ fn patient_daily(
     let day_start = UtcMillis::from_date(day.date).0;
     for a in alerts {
         if (day_start..day_start + MS_PER_DAY).contains(&a.first_seen_at.0) {
-            let slot = SEVERITIES.iter().position(|s| *s == a.severity).unwrap_or(0);
+            let slot = SEVERITIES
+                .iter()
+                .position(|s| *s == a.severity)
+                .unwrap_or(0);
             opened.entry(a.patient_id).or_default()[slot] += 1;
         }
     }
@@ -282,7 +285,8 @@ fn patient_daily(
         ));
     }
     let mut df = grouped;
-    df.hstack_mut(&extra_columns).map_err(perr("patient_daily"))?;
+    df.hstack_mut(&extra_columns)
+        .map_err(perr("patient_daily"))?;
     let mut order: Vec<String> = [
         "patient_key",
         "genotype",
@@ -303,7 +307,13 @@ fn patient_daily(
     order.extend(TIER_LEVELS.iter().map(|t| format!("minutes_{t}")));
     order.extend(SEVERITIES.iter().map(|s| format!("alerts_{}", s.as_str())));
     order.extend(
-        ["battery_min", "battery_mean", "signal_mean", "signal_poor_share"].map(String::from),
+        [
+            "battery_min",
+            "battery_mean",
+            "signal_mean",
+            "signal_poor_share",
+        ]
+        .map(String::from),
     );
     df.select(order)
         .and_then(|d| d.sort(["patient_key"], SortMultipleOptions::default()))
@@ -411,7 +421,11 @@ fn quality_daily(
     ]
     .map(String::from)
     .to_vec();
-    order.extend(QualityFlag::ALL.iter().map(|f| format!("flag_{}", f.code())));
+    order.extend(
+        QualityFlag::ALL
+            .iter()
+            .map(|f| format!("flag_{}", f.code())),
+    );
     df.select(order).map_err(perr("quality_daily"))
 }
 
@@ -421,7 +435,10 @@ fn alerts_daily(
     day: DaySettings,
 ) -> Result<DataFrame, EtlError> {
     let day_start = UtcMillis::from_date(day.date).0;
-    let mut rows: Vec<(String, &Alert)> = alerts.iter().map(|a| (keyer.key(&a.patient_id), a)).collect();
+    let mut rows: Vec<(String, &Alert)> = alerts
+        .iter()
+        .map(|a| (keyer.key(&a.patient_id), a))
+        .collect();
     rows.sort_by(|a, b| {
         (&a.0, a.1.first_seen_at, &a.1.rule_id).cmp(&(&b.0, b.1.first_seen_at, &b.1.rule_id))
     });

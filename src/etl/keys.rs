@@ -43,6 +43,13 @@ impl PatientKeyer {
         &self.key_id
     }
 
+    /// HMAC of any text, 64 hex characters (a research pseudonym of a `patient_key`).
+    pub fn key_text(&self, text: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(text.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// 64 hex characters. The id is hashed in its canonical lower-case hyphenated text form,
     /// so other tools (SQL, Python) can compute the same key.
     pub fn key(&self, patient_id: &Uuid) -> String {

@@ -17,7 +17,7 @@ pub mod frame;
 pub mod gold_daily;
 pub mod keys;
 pub mod periodic;
-// pub mod research;
+pub mod research;
 pub mod silver;
 pub mod window;
 

@@ -27,7 +27,8 @@ pub enum Period {
 impl Period {
     /// `2026-W11`.
     pub fn parse_week(text: &str) -> Result<Period, EtlError> {
-        let bad = || EtlError::Argument(format!("--week {text:?}: expected YYYY-Www, e.g. 2026-W11"));
+        let bad =
+            || EtlError::Argument(format!("--week {text:?}: expected YYYY-Www, e.g. 2026-W11"));
         let (y, w) = text.split_once("-W").ok_or_else(bad)?;
         let (y, w): (i32, u32) = (y.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
         NaiveDate::from_isoywd_opt(y, w, Weekday::Mon).ok_or_else(bad)?;
@@ -36,7 +37,8 @@ impl Period {
 
     /// `2026-03`.
     pub fn parse_month(text: &str) -> Result<Period, EtlError> {
-        let bad = || EtlError::Argument(format!("--month {text:?}: expected YYYY-MM, e.g. 2026-03"));
+        let bad =
+            || EtlError::Argument(format!("--month {text:?}: expected YYYY-MM, e.g. 2026-03"));
         let (y, m) = text.split_once('-').ok_or_else(bad)?;
         let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
         NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?;
@@ -91,7 +93,12 @@ fn daily_frames(root: &Path, period: Period) -> Result<(Vec<DayFrame>, Vec<Strin
         let dir = root.join(layout::day_partition(&layout::gold("patient_daily"), day));
         let files = partition_files(&dir)?;
         for f in &files {
-            inputs.push(f.strip_prefix(root).unwrap_or(f).to_string_lossy().into_owned());
+            inputs.push(
+                f.strip_prefix(root)
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
         if let Some(frame) = read_files(&files)? {
             frames.push(DayFrame {
@@ -104,7 +111,11 @@ fn daily_frames(root: &Path, period: Period) -> Result<(Vec<DayFrame>, Vec<Strin
 }
 
 /// Builds and commits the period's table (`patient_weekly` or `cohort_monthly`).
-pub fn run(root: &Path, period: Period, expected_interval_s: f64) -> Result<PeriodReport, EtlError> {
+pub fn run(
+    root: &Path,
+    period: Period,
+    expected_interval_s: f64,
+) -> Result<PeriodReport, EtlError> {
     let (frames, inputs) = daily_frames(root, period)?;
     if frames.is_empty() {
         return Err(EtlError::MissingInput {
@@ -130,7 +141,11 @@ pub fn run(root: &Path, period: Period, expected_interval_s: f64) -> Result<Peri
     }
     let run_id = format!(
         "etl-{}-{}-{}",
-        if table == "patient_weekly" { "weekly" } else { "monthly" },
+        if table == "patient_weekly" {
+            "weekly"
+        } else {
+            "monthly"
+        },
         period.label(),
         &hex::encode(h.finalize())[..12]
     );
@@ -138,11 +153,22 @@ pub fn run(root: &Path, period: Period, expected_interval_s: f64) -> Result<Peri
     let partition = period.partition(table);
     writer.replace(&partition)?;
     let rows = df.height() as u64;
-    let file = write_parquet(writer.staging(), layout::batch_part(&partition, &run_id), df)?;
+    let file = write_parquet(
+        writer.staging(),
+        layout::batch_part(&partition, &run_id),
+        df,
+    )?;
     writer.add(file);
     let mut report = PeriodReport {
         run_id: run_id.clone(),
-        command: format!("etl {}", if table == "patient_weekly" { "weekly" } else { "monthly" }),
+        command: format!(
+            "etl {}",
+            if table == "patient_weekly" {
+                "weekly"
+            } else {
+                "monthly"
+            }
+        ),
         period: period.label(),
         kidjamo_version: env!("CARGO_PKG_VERSION").into(),
         days_with_input: frames.len(),
@@ -150,7 +176,8 @@ pub fn run(root: &Path, period: Period, expected_interval_s: f64) -> Result<Peri
         counts: BTreeMap::from([(format!("rows.gold.{table}"), rows)]),
         outputs: writer.files().to_vec(),
     };
-    let mut json = serde_json::to_vec_pretty(&report).map_err(|e| EtlError::Internal(e.to_string()))?;
+    let mut json =
+        serde_json::to_vec_pretty(&report).map_err(|e| EtlError::Internal(e.to_string()))?;
     json.push(b'\n');
     let manifest = writer.commit(&layout::manifest(&run_id), &json)?;
     report.outputs.push(manifest);

@@ -52,7 +52,9 @@ pub type Reference = HashMap<Uuid, ReferencePatient>;
 /// Reads `reference/patients.parquet` (written by `simulate`, or by whoever exports the
 /// patient registry into the lake).
 pub fn read_reference(root: &Path) -> Result<Reference, EtlError> {
-    let path = root.join(crate::lake::layout::REFERENCE_DIR).join("patients.parquet");
+    let path = root
+        .join(crate::lake::layout::REFERENCE_DIR)
+        .join("patients.parquet");
     if !path.exists() {
         return Err(EtlError::MissingInput {
             path,
@@ -81,12 +83,13 @@ pub fn read_reference(root: &Path) -> Result<Reference, EtlError> {
                 message: format!("row {i}: patient_id {id:?} is not a UUID"),
             });
         };
-        let birth_date = NaiveDate::from_num_days_from_ce_opt(birth + 719_163).ok_or_else(|| {
-            EtlError::Schema {
-                input: path.display().to_string(),
-                message: format!("row {i}: birth_date out of range"),
-            }
-        })?;
+        let birth_date =
+            NaiveDate::from_num_days_from_ce_opt(birth + 719_163).ok_or_else(|| {
+                EtlError::Schema {
+                    input: path.display().to_string(),
+                    message: format!("row {i}: birth_date out of range"),
+                }
+            })?;
         out.insert(
             id,
             ReferencePatient {
@@ -112,7 +115,8 @@ impl Hasher for IdHasher {
         for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(b))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
     fn write_u128(&mut self, v: u128) {
@@ -157,6 +161,18 @@ pub struct SilverDay {
     pub counts: SilverCounts,
 }
 
+/// Each row's string as its rank among the column's distinct values (nulls first).
+fn rank_strings(ca: &StringChunked) -> Vec<u32> {
+    let mut distinct: Vec<Option<&str>> = ca.iter().collect::<HashSet<_>>().into_iter().collect();
+    distinct.sort_unstable();
+    let rank: HashMap<Option<&str>, u32> = distinct
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (v, i as u32))
+        .collect();
+    ca.iter().map(|v| rank[&v]).collect()
+}
+
 fn parse_id(s: Option<&str>) -> Option<u128> {
     s.and_then(|s| Uuid::try_parse(s).ok()).map(|u| u.as_u128())
 }
@@ -173,7 +189,7 @@ pub fn build(
     let message = c.str("message_id")?;
     let patient = c.str("patient_id")?;
     let device = c.str("device_id")?;
-    let recorded = c.millis("recorded_at")?;
+    let recorded_at = c.millis("recorded_at")?;
     let received = c.millis("received_at")?;
     let run = c.str("ingest_run_id")?;
     let source = c.str("source")?;
@@ -206,23 +222,22 @@ pub fn build(
         if d.is_none() {
             reasons[i].push("bad_device_id");
         }
-        match recorded.get(i) {
-            Some(t) if (day_start..day_end).contains(&t) => {}
-            _ => reasons[i].push("wrong_partition"),
+        if !(day_start..day_end).contains(&recorded_at.get(i).unwrap_or(i64::MIN)) {
+            reasons[i].push("wrong_partition");
         }
     }
 
-    // First received copy wins; the order is total, so the choice is stable.
+    // First received copy wins; the order is total, so the choice is stable. The sort keys
+    // are plain integers (strings ranked once), so 10 million rows sort in about a second.
+    let received: Vec<i64> = received.iter().map(|v| v.unwrap_or(i64::MAX)).collect();
+    let recorded: Vec<i64> = recorded_at.iter().map(|v| v.unwrap_or(i64::MIN)).collect();
+    let run_rank = rank_strings(run);
+    let source_rank = rank_strings(source);
+    let offsets: Vec<i64> = offset.iter().map(|v| v.unwrap_or(i64::MAX)).collect();
     let mut order: Vec<u32> = (0..n as u32).collect();
-    order.par_sort_unstable_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        (received.get(a), run.get(a), source.get(a), offset.get(a), a).cmp(&(
-            received.get(b),
-            run.get(b),
-            source.get(b),
-            offset.get(b),
-            b,
-        ))
+    order.par_sort_unstable_by_key(|&row| {
+        let i = row as usize;
+        (received[i], run_rank[i], source_rank[i], offsets[i], row)
     });
     let mut counts = SilverCounts {
         bronze_rows: n as u64,
@@ -245,7 +260,7 @@ pub fn build(
             counts.duplicate_message_id += 1;
             continue;
         }
-        if !seen_samples.insert((d, recorded.get(i).unwrap_or_default())) {
+        if !seen_samples.insert((d, recorded[i])) {
             counts.duplicate_device_time += 1;
             continue;
         }
@@ -257,7 +272,7 @@ pub fn build(
     // Silver order: patient, event time, device.
     kept.par_sort_unstable_by_key(|&row| {
         let i = row as usize;
-        (ids[i].1, recorded.get(i), ids[i].2)
+        (ids[i].1, recorded[i], ids[i].2)
     });
 
     // Enrichment, in parallel over slices of rows.
@@ -275,7 +290,7 @@ pub fn build(
                 &cols,
                 i,
                 patient.and_then(|p| reference.get(&p)),
-                recorded.get(i).unwrap_or_default(),
+                recorded[i],
                 flags[i],
                 thresholds,
             )
@@ -401,8 +416,8 @@ fn enrich(
         reasons.push("unknown_quality_flag");
     }
     // Rounded to 0.1 °C, as the alert engine classifies it.
-    let heat_index = heat_index_c(cols.ambient.get(i), cols.humidity.get(i))
-        .map(|h| (h * 10.0).round() / 10.0);
+    let heat_index =
+        heat_index_c(cols.ambient.get(i), cols.humidity.get(i)).map(|h| (h * 10.0).round() / 10.0);
     let mut tiers = [None; TIERED.len()];
     if let Some(g) = age_group {
         for (slot, (vital, _)) in tiers.iter_mut().zip(TIERED) {

@@ -63,6 +63,9 @@ impl PatientWindow {
     pub fn heart_rate_mean(&self) -> Option<f64> {
         self.heart_rate.mean()
     }
+    pub fn hydration_mean(&self) -> Option<f64> {
+        self.hydration.mean()
+    }
 
     /// Least-squares slope of the daily mean SpO₂, in points per day; needs 3 days.
     pub fn spo2_slope_per_day(&self) -> Option<f64> {
@@ -116,8 +119,7 @@ pub fn summarise(days: &[DayFrame]) -> Result<Vec<PatientWindow>, EtlError> {
         let hydration = c.f64("hydration_mean")?;
         let minutes_alert = c.f64("minutes_alert")?;
         let minutes_emergency = c.f64("minutes_emergency")?;
-        let alerts = ["info", "warn", "alert", "critical"]
-            .map(|s| c.i64(&format!("alerts_{s}")));
+        let alerts = ["info", "warn", "alert", "critical"].map(|s| c.i64(&format!("alerts_{s}")));
         let alerts = [
             alerts[0].as_ref().map_err(clone_err)?,
             alerts[1].as_ref().map_err(clone_err)?,
@@ -126,10 +128,12 @@ pub fn summarise(days: &[DayFrame]) -> Result<Vec<PatientWindow>, EtlError> {
         ];
         for i in 0..day.frame.height() {
             let Some(k) = key.get(i) else { continue };
-            let w = by_patient.entry(k.to_string()).or_insert_with(|| PatientWindow {
-                patient_key: k.to_string(),
-                ..PatientWindow::default()
-            });
+            let w = by_patient
+                .entry(k.to_string())
+                .or_insert_with(|| PatientWindow {
+                    patient_key: k.to_string(),
+                    ..PatientWindow::default()
+                });
             w.genotype = genotype.get(i).map(str::to_string).or(w.genotype.take());
             w.age_group = age_group.get(i).map(str::to_string).or(w.age_group.take());
             let n = samples.get(i).unwrap_or(0);
@@ -210,22 +214,30 @@ pub fn to_frame(
     expected_per_day: i64,
     weekly: bool,
 ) -> Result<DataFrame, EtlError> {
-    let f64s = |f: &dyn Fn(&PatientWindow) -> Option<f64>| windows.iter().map(f).collect::<Vec<_>>();
+    let f64s =
+        |f: &dyn Fn(&PatientWindow) -> Option<f64>| windows.iter().map(f).collect::<Vec<_>>();
     let i64s = |f: &dyn Fn(&PatientWindow) -> i64| windows.iter().map(f).collect::<Vec<_>>();
-    let mut cols = vec![
-        Column::new(
-            "patient_key".into(),
-            windows.iter().map(|w| w.patient_key.clone()).collect::<Vec<_>>(),
-        ),
-    ];
+    let mut cols = vec![Column::new(
+        "patient_key".into(),
+        windows
+            .iter()
+            .map(|w| w.patient_key.clone())
+            .collect::<Vec<_>>(),
+    )];
     if weekly {
         cols.push(Column::new(
             "genotype".into(),
-            windows.iter().map(|w| w.genotype.clone()).collect::<Vec<_>>(),
+            windows
+                .iter()
+                .map(|w| w.genotype.clone())
+                .collect::<Vec<_>>(),
         ));
         cols.push(Column::new(
             "age_group".into(),
-            windows.iter().map(|w| w.age_group.clone()).collect::<Vec<_>>(),
+            windows
+                .iter()
+                .map(|w| w.age_group.clone())
+                .collect::<Vec<_>>(),
         ));
     }
     let denominator = (window_days * expected_per_day).max(1) as f64;
@@ -239,7 +251,10 @@ pub fn to_frame(
         ),
         Column::new("spo2_mean".into(), f64s(&|w| w.spo2_mean())),
         Column::new("spo2_min".into(), f64s(&|w| w.spo2_min)),
-        Column::new("spo2_slope_per_day".into(), f64s(&|w| w.spo2_slope_per_day())),
+        Column::new(
+            "spo2_slope_per_day".into(),
+            f64s(&|w| w.spo2_slope_per_day()),
+        ),
         Column::new("heart_rate_mean".into(), f64s(&|w| w.heart_rate_mean())),
         Column::new("heart_rate_variability".into(), f64s(&|w| w.hrv.mean())),
         Column::new("temperature_max".into(), f64s(&|w| w.temperature_max)),
