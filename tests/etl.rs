@@ -157,7 +157,7 @@ fn write_reference(root: &Path, patients: &[(Uuid, &str, &str)]) {
         Column::new("country".into(), vec!["Cameroun"; patients.len()]),
     ])
     .expect("reference");
-    write_parquet(root, "reference/patients.parquet".into(), df).expect("write reference");
+    write_parquet(root, "reference/patients.parquet".to_string(), df).expect("write reference");
 }
 
 fn read_dir_frame(dir: &Path) -> DataFrame {
@@ -236,13 +236,13 @@ fn hand_lake() -> HandLake {
     let partition = format!("bronze/measurements/event_date={DAY}");
     write_parquet(
         &root,
-        format!("{partition}/part-run-a-0.parquet").into(),
+        format!("{partition}/part-run-a-0.parquet"),
         bronze_frame(&first_file),
     )
     .expect("bronze a");
     write_parquet(
         &root,
-        format!("{partition}/part-run-b-0.parquet").into(),
+        format!("{partition}/part-run-b-0.parquet"),
         bronze_frame(&[late]),
     )
     .expect("bronze b");
