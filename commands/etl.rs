@@ -183,7 +183,7 @@ fn parse_date(flag: &str, text: &str) -> Result<NaiveDate> {
         .map_err(|_| anyhow!("{flag} {text:?} is not a date (YYYY-MM-DD)"))
 }
 
-fn keyer(ctx: &Context) -> Result<PatientKeyer> {
+pub fn keyer(ctx: &Context) -> Result<PatientKeyer> {
     let p = &ctx.config.pseudonymisation;
     let key = p.key.as_ref().ok_or_else(|| {
         anyhow!(

@@ -36,20 +36,67 @@ pub struct EraseArgs {
     /// Show what would be removed, change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Also remove the patient from this lake (every file, rewritten without their rows) and
+    /// tombstone them so that later ETL runs drop any record of theirs that arrives late.
+    #[arg(long, value_name = "DIR")]
+    lake: Option<PathBuf>,
     #[command(flatten)]
     connection: Connection,
 }
 
+/// The patient's names in a lake: their Gold rows need the pseudonymisation key.
+fn lake_ids(
+    root: &std::path::Path,
+    patient: uuid::Uuid,
+    ctx: &Context,
+) -> Result<kidjamo::lake::patient_data::PatientIds> {
+    if !root.is_dir() {
+        bail!(
+            "lake {} does not exist or is not a directory",
+            root.display()
+        );
+    }
+    let keyer = if ctx.config.pseudonymisation.key.is_some() {
+        Some(crate::etl::keyer(ctx)?)
+    } else if root.join("gold").is_dir() {
+        bail!(
+            "lake {} has Gold tables, which name patients by an HMAC of their id: set \
+             KIDJAMO_PSEUDONYMISATION__KEY (the key the ETL used) to find this patient's rows",
+            root.display()
+        );
+    } else {
+        None
+    };
+    Ok(kidjamo::lake::patient_data::PatientIds::find(
+        root,
+        patient,
+        keyer.as_ref(),
+    )?)
+}
+
 pub fn erase(cmd: EraseCommand, ctx: &Context) -> Result<ExitCode> {
     let EraseCommand::Patient(args) = cmd;
+    let ids = match &args.lake {
+        Some(root) => Some(lake_ids(root, args.patient_id, ctx)?),
+        None => None,
+    };
     let mut client = connect(&args.connection, ctx)?;
-    let Some(done) =
-        kidjamo::db::erase::erase(&mut client, args.patient_id, &args.reason, args.dry_run)?
-    else {
-        bail!(
-            "patient {} does not exist in this database",
+    let erased =
+        kidjamo::db::erase::erase(&mut client, args.patient_id, &args.reason, args.dry_run)?;
+    let Some(done) = erased else {
+        let (Some(root), Some(ids)) = (&args.lake, &ids) else {
+            bail!(
+                "patient {} does not exist in this database",
+                args.patient_id
+            );
+        };
+        // Already gone from the database (an earlier erasure stopped halfway): finish the lake.
+        println!(
+            "erase: patient {} has no rows in the database",
             args.patient_id
         );
+        erase_lake(root, args.patient_id, ids, args.dry_run)?;
+        return Ok(ExitCode::SUCCESS);
     };
     let total: u64 = done.rows.iter().map(|(_, n)| n).sum();
     if done.dry_run {
@@ -66,7 +113,49 @@ pub fn erase(cmd: EraseCommand, ctx: &Context) -> Result<ExitCode> {
     for (table, n) in &done.rows {
         println!("  {table:<20} {n:>10}");
     }
+    if let (Some(root), Some(ids)) = (&args.lake, &ids) {
+        erase_lake(root, args.patient_id, ids, args.dry_run)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn erase_lake(
+    root: &std::path::Path,
+    patient: uuid::Uuid,
+    ids: &kidjamo::lake::patient_data::PatientIds,
+    dry_run: bool,
+) -> Result<()> {
+    use kidjamo::lake::patient_data::{self, Part};
+    let mut files = 0;
+    let mut rows = 0usize;
+    for path in patient_data::candidate_files(root)? {
+        let Some(split) = patient_data::split(root, &path, ids)? else {
+            continue;
+        };
+        files += 1;
+        rows += match &split.patient {
+            Part::Rows(df) => df.height(),
+            Part::Lines(b) => b.iter().filter(|c| **c == b'\n').count(),
+            Part::State(_) => 1,
+        };
+        if !dry_run {
+            patient_data::replace(root, &split.relative, split.rest)?;
+        }
+    }
+    if dry_run {
+        println!(
+            "  lake: would remove {rows} rows or lines from {files} files of {}",
+            root.display()
+        );
+    } else {
+        patient_data::set_tombstone(root, &patient, true)?;
+        println!(
+            "  lake: removed {rows} rows or lines from {files} files of {}; tombstoned as {}",
+            root.display(),
+            patient_data::digest(&patient)
+        );
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,6 +188,10 @@ pub struct BackupArgs {
     /// Encrypt the archive to this age recipient (age1…), as it is written.
     #[arg(long, value_name = "RECIPIENT")]
     encrypt_to: Option<String>,
+    /// Add the patient's records from this lake (Bronze, quarantine, Silver, alerts, Gold,
+    /// reference, engine state), one member per lake file that holds any of them.
+    #[arg(long, value_name = "DIR")]
+    with_lake: Option<PathBuf>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -110,6 +203,9 @@ pub struct RestoreArgs {
     /// age identity file that decrypts an encrypted archive.
     #[arg(long, value_name = "FILE")]
     identity: Option<PathBuf>,
+    /// Put the archive's lake records back into this lake (and lift the patient's tombstone).
+    #[arg(long, value_name = "DIR")]
+    lake: Option<PathBuf>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -122,6 +218,10 @@ pub fn backup(cmd: BackupCommand, ctx: &Context) -> Result<ExitCode> {
             args.out.display()
         );
     }
+    let ids = match &args.with_lake {
+        Some(root) => Some(lake_ids(root, args.patient_id, ctx)?),
+        None => None,
+    };
     let mut client = connect(&args.connection, ctx)?;
     let manifest = patient_archive::backup(
         &mut client,
@@ -129,6 +229,7 @@ pub fn backup(cmd: BackupCommand, ctx: &Context) -> Result<ExitCode> {
         &args.out,
         args.reason.as_str(),
         args.encrypt_to.as_deref(),
+        args.with_lake.as_deref().zip(ids.as_ref()),
     )?;
     let rows: i64 = manifest.members.iter().map(|m| m.rows).sum();
     println!(
@@ -141,14 +242,40 @@ pub fn backup(cmd: BackupCommand, ctx: &Context) -> Result<ExitCode> {
     for m in &manifest.members {
         println!("  {:<20} {:>10} rows", m.table, m.rows);
     }
+    if !manifest.lake.is_empty() {
+        println!(
+            "  {:<20} {:>10} rows or lines from {} files",
+            "lake",
+            manifest.lake.iter().map(|m| m.rows).sum::<i64>(),
+            manifest.lake.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn restore(cmd: RestoreCommand, ctx: &Context) -> Result<ExitCode> {
     let RestoreCommand::Patient(args) = cmd;
     let mut client = connect(&args.connection, ctx)?;
-    let (manifest, counts) =
-        patient_archive::restore(&mut client, &args.archive, args.identity.as_deref())?;
+    if let Some(root) = &args.lake {
+        if !root.is_dir() {
+            bail!(
+                "lake {} does not exist or is not a directory",
+                root.display()
+            );
+        }
+    }
+    let (manifest, counts) = patient_archive::restore(
+        &mut client,
+        &args.archive,
+        args.identity.as_deref(),
+        args.lake.as_deref(),
+    )?;
+    if args.lake.is_none() && !manifest.lake.is_empty() {
+        println!(
+            "restore: the archive's {} lake files were verified and not restored (pass --lake DIR)",
+            manifest.lake.len()
+        );
+    }
     let inserted: u64 = counts.iter().map(|c| c.2).sum();
     println!(
         "restore: {} of patient {} ({} rows inserted; rows already present were kept)",

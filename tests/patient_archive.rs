@@ -456,3 +456,240 @@ fn an_encrypted_archive_restores_only_with_its_identity() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an age recipient"));
 }
+
+/// Every row of a frame as text, sorted: a frame compared as a multiset of rows.
+fn row_strings(df: &polars::prelude::DataFrame) -> Vec<String> {
+    let mut out: Vec<String> = (0..df.height())
+        .map(|i| {
+            df.columns()
+                .iter()
+                .map(|c| format!("{:?}", c.get(i).expect("cell")))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The patient's part of every lake file, as comparable text.
+fn lake_parts(
+    root: &Path,
+    ids: &kidjamo::lake::patient_data::PatientIds,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    use kidjamo::lake::patient_data::{self, Part};
+    let mut out = std::collections::BTreeMap::new();
+    for path in patient_data::candidate_files(root).expect("files") {
+        if let Some(split) = patient_data::split(root, &path, ids).expect("split") {
+            let text = match split.patient {
+                Part::Rows(df) => row_strings(&df),
+                Part::Lines(b) => {
+                    let mut l: Vec<String> = String::from_utf8_lossy(&b)
+                        .lines()
+                        .map(str::to_string)
+                        .collect();
+                    l.sort();
+                    l
+                }
+                Part::State(v) => vec![v.to_string()],
+            };
+            out.insert(split.relative, text);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_lake_follows_backup_erase_and_restore_and_a_late_record_stays_erased() {
+    const KEY: &str = "lake-test-key-0123456789";
+    let db = TestDb::migrated("lake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let with_key = |c: &mut Command| {
+        c.env("KIDJAMO_PSEUDONYMISATION__KEY", KEY);
+    };
+    let mut sim = kidjamo(&db);
+    sim.args([
+        "simulate",
+        "--patients",
+        "4",
+        "--days",
+        "2",
+        "--start",
+        "2026-03-01",
+        "--out",
+    ])
+    .arg(&lake);
+    ok(&mut sim);
+    let mut etl = kidjamo(&db);
+    with_key(&mut etl);
+    ok(etl
+        .args([
+            "etl",
+            "daily",
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-02",
+            "--lake",
+        ])
+        .arg(&lake));
+    ok(kidjamo(&db).args(["db", "load", "--lake"]).arg(&lake));
+    let patient: String = db
+        .client()
+        .query_one(
+            "SELECT patient_id::text FROM patients ORDER BY patient_id LIMIT 1",
+            &[],
+        )
+        .expect("patient")
+        .get(0);
+    let id = uuid::Uuid::parse_str(&patient).expect("uuid");
+    let keyer = kidjamo::etl::keys::PatientKeyer::new(KEY.as_bytes(), None).expect("key");
+    let ids = kidjamo::lake::patient_data::PatientIds::find(&lake, id, Some(&keyer)).expect("ids");
+    let before = lake_parts(&lake, &ids);
+    for layer in [
+        "bronze/",
+        "silver/",
+        "gold/patient_daily/",
+        "gold/features_ml/",
+        "alerts/batch/",
+        "reference/patients",
+        "reference/users",
+        "_state/",
+    ] {
+        assert!(
+            before.keys().any(|k| k.starts_with(layer)),
+            "the patient has data in {layer}: {:?}",
+            before.keys()
+        );
+    }
+
+    // Without the key, a lake with Gold cannot be searched completely: refused.
+    let archive = dir.path().join("p.tar");
+    let out = run(kidjamo(&db)
+        .args(["backup", "patient", &patient, "--out"])
+        .arg(&archive)
+        .arg("--with-lake")
+        .arg(&lake));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KIDJAMO_PSEUDONYMISATION__KEY"));
+    let mut backup = kidjamo(&db);
+    with_key(&mut backup);
+    let said = ok(backup
+        .args(["backup", "patient", &patient, "--out"])
+        .arg(&archive)
+        .arg("--with-lake")
+        .arg(&lake));
+    assert!(
+        said.contains(&format!("from {} files", before.len())),
+        "{said}"
+    );
+
+    let mut erase = kidjamo(&db);
+    with_key(&mut erase);
+    let said = ok(erase
+        .args(["erase", "patient", &patient, "--reason", "test", "--lake"])
+        .arg(&lake));
+    assert!(said.contains("tombstoned as sha256:"), "{said}");
+    assert!(
+        lake_parts(&lake, &ids).is_empty(),
+        "nothing of the patient left in the lake"
+    );
+    let tombstones =
+        std::fs::read_to_string(lake.join("_tombstones/patients.json")).expect("tombstones");
+    assert!(
+        !tombstones.contains(&patient),
+        "tombstones hold digests, not ids"
+    );
+
+    // A late record of the erased patient arrives in Bronze; the next ETL run drops it.
+    let bronze_key = before
+        .keys()
+        .find(|k| k.starts_with("bronze/measurements/event_date=2026-03-01"))
+        .expect("bronze")
+        .clone();
+    let late = lake.join("bronze/measurements/event_date=2026-03-01/part-late-0.parquet");
+    {
+        // One of the patient's samples, resent: the first archived Bronze row.
+        let parts = {
+            let mut f = std::fs::File::open(&archive).expect("archive");
+            let mut a = tar::Archive::new(&mut f);
+            let mut found = None;
+            for e in a.entries().expect("entries") {
+                let mut e = e.expect("entry");
+                if e.path().expect("path").to_string_lossy() == format!("lake/{bronze_key}") {
+                    let mut bytes = Vec::new();
+                    e.read_to_end(&mut bytes).expect("member");
+                    found = Some(bytes);
+                }
+            }
+            found.expect("the Bronze file is in the archive")
+        };
+        use polars::prelude::SerReader;
+        let df = polars::prelude::ParquetReader::new(std::io::Cursor::new(parts))
+            .finish()
+            .expect("parquet");
+        kidjamo::output::tables::write_parquet(
+            late.parent().expect("dir"),
+            "part-late-0.parquet".to_string(),
+            df.head(Some(1)),
+        )
+        .expect("late file");
+    }
+    let mut rerun = kidjamo(&db);
+    with_key(&mut rerun);
+    let said = ok(rerun
+        .args(["etl", "daily", "--date", "2026-03-01", "--lake"])
+        .arg(&lake));
+    assert!(said.contains("Silver"), "{said}");
+    std::fs::remove_file(&late).expect("remove the late file");
+    let silver = kidjamo::etl::frame::read_files(
+        &kidjamo::etl::frame::partition_files(
+            &lake.join("silver/measurements/event_date=2026-03-01"),
+        )
+        .expect("files"),
+    )
+    .expect("silver")
+    .expect("rows");
+    let pids = silver
+        .column("patient_id")
+        .expect("p")
+        .str()
+        .expect("s")
+        .clone();
+    assert!(pids.iter().all(|p| p != Some(patient.as_str())));
+    let manifests: Vec<String> = std::fs::read_dir(lake.join("_runs"))
+        .expect("runs")
+        .map(|e| std::fs::read_to_string(e.expect("e").path()).expect("manifest"))
+        .filter(|m| m.contains("\"date\": \"2026-03-01\"") && m.contains("\"erased\": 1"))
+        .collect();
+    assert_eq!(
+        manifests.len(),
+        1,
+        "the rerun counted the late record as erased"
+    );
+
+    // Restore puts every archived lake row back where it was and lifts the tombstone; twice is once.
+    ok(kidjamo(&db)
+        .args(["restore", "patient"])
+        .arg(&archive)
+        .arg("--lake")
+        .arg(&lake));
+    let after = lake_parts(&lake, &ids);
+    // Files the rerun replaced come back under their archived names, holding the patient's rows.
+    for (file, rows) in &before {
+        assert_eq!(after.get(file), Some(rows), "{file}");
+    }
+    assert!(
+        !std::fs::read_to_string(lake.join("_tombstones/patients.json"))
+            .expect("t")
+            .contains("sha256:")
+    );
+    let snapshot = lake_parts(&lake, &ids);
+    ok(kidjamo(&db)
+        .args(["restore", "patient"])
+        .arg(&archive)
+        .arg("--lake")
+        .arg(&lake));
+    assert_eq!(snapshot, lake_parts(&lake, &ids));
+}

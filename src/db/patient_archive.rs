@@ -5,6 +5,7 @@
 //! checksum before it writes anything, then inserts in one transaction, idempotently.
 
 use super::{query_error, DbError};
+use crate::lake::patient_data::{self, PatientIds};
 use postgres::Client;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, Write};
@@ -81,6 +82,8 @@ pub enum ArchiveError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("lake: {0}")]
+    Lake(#[from] crate::etl::EtlError),
 }
 
 /// One table of a patient's data: how to select the patient's rows, in restore order
@@ -205,6 +208,10 @@ pub struct Manifest {
     pub patient_id: Uuid,
     pub reason: String,
     pub members: Vec<Member>,
+    /// The patient's lake data (`backup --with-lake`): one member per lake file holding any of
+    /// it, named `lake/<path in the lake>`, with only the patient's rows or lines.
+    #[serde(default)]
+    pub lake: Vec<Member>,
 }
 
 /// Copies `from` into `to` and returns the SHA-256 of what went through, in hex.
@@ -245,6 +252,7 @@ pub fn backup(
     out: &Path,
     reason: &str,
     encrypt_to: Option<&str>,
+    lake: Option<(&Path, &PatientIds)>,
 ) -> Result<Manifest, ArchiveError> {
     // Checked before any work: a typo in the recipient must not cost a snapshot.
     let recipient = match encrypt_to {
@@ -332,6 +340,28 @@ pub fn backup(
     }
     tx.commit()
         .map_err(query_error("cannot end the backup snapshot"))?;
+    let mut lake_members = Vec::new();
+    if let Some((root, ids)) = lake {
+        for path in patient_data::candidate_files(root)? {
+            let Some(split) = patient_data::split(root, &path, ids)? else {
+                continue;
+            };
+            let (rows, mut spool) = part_bytes(split.patient).map_err(&file_err)?;
+            let size = spool
+                .stream_position()
+                .map_err(|e| file_err(e.to_string()))?;
+            spool.rewind().map_err(|e| file_err(e.to_string()))?;
+            let name = format!("lake/{}", split.relative);
+            let mut hashing = HashingReader::new(&mut spool);
+            append(&mut archive, &name, size, &mut hashing).map_err(|e| file_err(e.to_string()))?;
+            lake_members.push(Member {
+                table: "lake".into(),
+                file: name,
+                rows,
+                sha256: hashing.hex(),
+            });
+        }
+    }
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         schema_version,
@@ -341,6 +371,7 @@ pub fn backup(
         patient_id: patient,
         reason: reason.into(),
         members,
+        lake: lake_members,
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| file_err(e.to_string()))?;
     append(
@@ -372,6 +403,77 @@ fn append(
     header.set_mtime(0); // the manifest carries the time; members stay byte-stable
     header.set_cksum();
     archive.append_data(&mut header, name, data)
+}
+
+/// A lake part as archive bytes (Parquet, lines or JSON) in a temporary file, with its rows.
+fn part_bytes(part: patient_data::Part) -> Result<(i64, std::fs::File), String> {
+    let mut spool = tempfile::tempfile().map_err(|e| e.to_string())?;
+    let rows = match part {
+        patient_data::Part::Rows(mut df) => {
+            let rows = df.height() as i64;
+            polars::prelude::ParquetWriter::new(&mut spool)
+                .with_compression(polars::prelude::ParquetCompression::Zstd(None))
+                .finish(&mut df)
+                .map_err(|e| e.to_string())?;
+            rows
+        }
+        patient_data::Part::Lines(bytes) => {
+            spool.write_all(&bytes).map_err(|e| e.to_string())?;
+            bytes.iter().filter(|b| **b == b'\n').count() as i64
+        }
+        patient_data::Part::State(v) => {
+            spool
+                .write_all(&serde_json::to_vec(&v).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            1
+        }
+    };
+    Ok((rows, spool))
+}
+
+/// A lake member back as a part of the file it came from.
+fn member_part(relative: &str, mut file: std::fs::File) -> Result<patient_data::Part, String> {
+    use polars::prelude::SerReader;
+    if relative.ends_with(".parquet") {
+        let df = polars::prelude::ParquetReader::new(&mut file)
+            .finish()
+            .map_err(|e| e.to_string())?;
+        return Ok(patient_data::Part::Rows(df));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if relative.starts_with("_state/") {
+        return serde_json::from_slice(&bytes)
+            .map(patient_data::Part::State)
+            .map_err(|e| e.to_string());
+    }
+    Ok(patient_data::Part::Lines(bytes))
+}
+
+/// Hashes what is read through it.
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: Sha256,
+}
+
+impl<'a> HashingReader<'a> {
+    fn new(inner: &'a mut dyn Read) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+    fn hex(self) -> String {
+        hex(&self.hasher.finalize())
+    }
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// An `audit_log` row and a `patient_exports` row for a backup or restore.
@@ -420,7 +522,7 @@ fn record(
 fn open_verified(
     path: &Path,
     identity: Option<&Path>,
-) -> Result<(Manifest, Vec<std::fs::File>), ArchiveError> {
+) -> Result<(Manifest, Vec<std::fs::File>, Vec<std::fs::File>), ArchiveError> {
     let p = path.display().to_string();
     let invalid = |reason: String| ArchiveError::Invalid {
         path: p.clone(),
@@ -506,7 +608,23 @@ fn open_verified(
         }
         files.push(file);
     }
-    Ok((manifest, files))
+    let mut lake_files = Vec::new();
+    for m in &manifest.lake {
+        let Some(i) = spooled.iter().position(|(name, _, _)| *name == m.file) else {
+            return Err(invalid(format!("member {} is missing", m.file)));
+        };
+        let (name, actual, file) = spooled.swap_remove(i);
+        if actual != m.sha256 {
+            return Err(ArchiveError::Corrupt {
+                path: p.clone(),
+                member: name,
+                actual,
+                expected: m.sha256.clone(),
+            });
+        }
+        lake_files.push(file);
+    }
+    Ok((manifest, files, lake_files))
 }
 
 /// Measurements week by week: a week without rows in the database (a restore into another
@@ -581,8 +699,9 @@ pub fn restore(
     client: &mut Client,
     path: &Path,
     identity: Option<&Path>,
+    lake: Option<&Path>,
 ) -> Result<(Manifest, RestoreCounts), ArchiveError> {
-    let (manifest, files) = open_verified(path, identity)?;
+    let (manifest, files, lake_files) = open_verified(path, identity)?;
     let database = schema_version(client)?;
     if manifest.schema_version != database {
         return Err(ArchiveError::SchemaMismatch {
@@ -660,6 +779,26 @@ pub fn restore(
     }
     tx.commit()
         .map_err(query_error("cannot commit the restore"))?;
+    if let Some(root) = lake {
+        let mut written = 0;
+        for (m, file) in manifest.lake.iter().zip(lake_files) {
+            let relative = m.file.trim_start_matches("lake/");
+            let part = member_part(relative, file).map_err(|reason| ArchiveError::File {
+                path: path.display().to_string(),
+                reason: format!("{}: {reason}", m.file),
+            })?;
+            let ids = PatientIds::of_part(&manifest.patient_id, &part);
+            if patient_data::merge_back(root, relative, &ids, part)? {
+                written += m.rows as u64;
+            }
+        }
+        patient_data::set_tombstone(root, &manifest.patient_id, false)?;
+        counts.push((
+            "lake".into(),
+            manifest.lake.iter().map(|m| m.rows as u64).sum(),
+            written,
+        ));
+    }
     record(client, &manifest, "RESTORE", "restore")?;
     Ok((manifest, counts))
 }

@@ -33,7 +33,6 @@ pub struct DayAlerts {
 }
 
 struct Rows<'a> {
-    message: &'a StringChunked,
     patient: &'a StringChunked,
     device: &'a StringChunked,
     recorded: &'a Int64Chunked,
@@ -55,7 +54,6 @@ struct Rows<'a> {
 impl<'a> Rows<'a> {
     fn new(c: &Columns<'a>) -> Result<Self, EtlError> {
         Ok(Rows {
-            message: c.str("message_id")?,
             patient: c.str("patient_id")?,
             device: c.str("device_id")?,
             recorded: c.millis("recorded_at")?,
@@ -76,7 +74,12 @@ impl<'a> Rows<'a> {
     }
 
     /// Silver rows were validated on the way in: unparsable values cannot occur here.
-    fn measurement(&self, i: usize, firmware: &mut Option<Arc<str>>) -> Measurement {
+    fn measurement(
+        &self,
+        i: usize,
+        patient_id: Uuid,
+        firmware: &mut Option<Arc<str>>,
+    ) -> Measurement {
         let id = |ca: &StringChunked| {
             ca.get(i)
                 .and_then(|s| Uuid::try_parse(s).ok())
@@ -89,8 +92,10 @@ impl<'a> Rows<'a> {
         let int = |ca: &Int16Chunked| ca.get(i).map(i32::from);
         Measurement {
             schema_version: 1,
-            message_id: id(self.message),
-            patient_id: id(self.patient),
+            // The engine does not read the message id: not parsing it saves a third of the
+            // row's decoding.
+            message_id: Uuid::nil(),
+            patient_id,
             device_id: id(self.device),
             recorded_at: UtcMillis(self.recorded.get(i).unwrap_or_default()),
             vitals: Vitals {
@@ -172,7 +177,7 @@ pub fn run_day(
                 };
                 let mut firmware = None;
                 for i in range {
-                    let m = rows.measurement(i, &mut firmware);
+                    let m = rows.measurement(i, id, &mut firmware);
                     keep(engine.on_watermark(m.recorded_at));
                     keep(engine.on_sample(&ctx, &m));
                 }

@@ -69,11 +69,14 @@ impl DayReport {
 }
 
 pub fn run(job: &DailyJob<'_>, progress: &dyn Progress) -> Result<Vec<DayReport>, EtlError> {
-    let reference = silver::read_reference(&job.root)?;
+    let mut reference = silver::read_reference(&job.root)?;
+    let erased = crate::lake::patient_data::tombstones(&job.root)?;
+    // An erased patient is unknown to every stage, not only to Silver.
+    reference.retain(|id, _| !erased.contains(&crate::lake::patient_data::digest(id)));
     progress.on_start(job.dates.len() as u64 * 4);
     let mut reports = Vec::new();
     for &date in &job.dates {
-        reports.push(run_day(job, &reference, date, progress)?);
+        reports.push(run_day(job, &reference, &erased, date, progress)?);
     }
     progress.on_finish();
     Ok(reports)
@@ -138,6 +141,7 @@ fn earlier_patient_daily(
 fn run_day(
     job: &DailyJob<'_>,
     reference: &Reference,
+    erased: &std::collections::BTreeSet<String>,
     date: NaiveDate,
     progress: &dyn Progress,
 ) -> Result<DayReport, EtlError> {
@@ -178,7 +182,7 @@ fn run_day(
 
     let (silver_day, counts) = match &bronze {
         Some(df) => {
-            let day = silver::build(df, date, reference, job.thresholds)?;
+            let day = silver::build(df, date, reference, job.thresholds, erased)?;
             if !day.counts.reconciles() {
                 return Err(EtlError::Internal(format!(
                     "{date}: Bronze rows do not reconcile: {:?}",
@@ -190,6 +194,8 @@ fn run_day(
         }
         None => (None, SilverCounts::default()),
     };
+    // Silver holds what is needed from here on; the Bronze frame is as large again.
+    drop(bronze);
     lap("silver", &mut durations);
     progress.on_advance(1);
 
@@ -309,6 +315,7 @@ fn run_day(
         ("bronze_rows".into(), counts.bronze_rows),
         ("duplicate_message_id".into(), counts.duplicate_message_id),
         ("duplicate_device_time".into(), counts.duplicate_device_time),
+        ("erased".into(), counts.erased),
         ("quarantined".into(), counts.quarantined_total()),
         ("silver_rows".into(), counts.silver_rows),
         ("alerts".into(), day_alerts.alerts.len() as u64),

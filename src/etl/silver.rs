@@ -23,7 +23,7 @@ use crate::domain::QualityFlag;
 use chrono::NaiveDate;
 use polars::prelude::*;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use uuid::Uuid;
@@ -134,6 +134,8 @@ pub struct SilverCounts {
     pub bronze_rows: u64,
     pub duplicate_message_id: u64,
     pub duplicate_device_time: u64,
+    /// Rows of erased patients (`_tombstones/patients.json`): dropped, kept nowhere.
+    pub erased: u64,
     pub quarantined: BTreeMap<String, u64>,
     pub silver_rows: u64,
 }
@@ -147,6 +149,7 @@ impl SilverCounts {
     pub fn reconciles(&self) -> bool {
         self.bronze_rows
             == self.silver_rows
+                + self.erased
                 + self.duplicate_message_id
                 + self.duplicate_device_time
                 + self.quarantined_total()
@@ -183,8 +186,17 @@ pub fn build(
     date: NaiveDate,
     reference: &Reference,
     thresholds: &Thresholds,
+    erased: &BTreeSet<String>,
 ) -> Result<SilverDay, EtlError> {
     let n = bronze.height();
+    let started = std::time::Instant::now();
+    let step = |name: &str| {
+        tracing::debug!(
+            step = name,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "silver"
+        )
+    };
     let c = Columns::new(bronze, format!("Bronze for {date}"));
     let message = c.str("message_id")?;
     let patient = c.str("patient_id")?;
@@ -209,9 +221,30 @@ pub fn build(
         })
         .collect();
 
+    step("ids parsed");
+    // Erased patients' rows go nowhere (a late record must not bring them back).
+    let mut gone = vec![false; n];
+    let mut erased_rows = 0u64;
+    if !erased.is_empty() {
+        let mut verdict: HashMap<u128, bool> = HashMap::new();
+        for (i, (_, p, _)) in ids.iter().enumerate() {
+            if let Some(p) = p {
+                let is_erased = *verdict.entry(*p).or_insert_with(|| {
+                    erased.contains(&crate::lake::patient_data::digest(&Uuid::from_u128(*p)))
+                });
+                if is_erased {
+                    gone[i] = true;
+                    erased_rows += 1;
+                }
+            }
+        }
+    }
     // Rows that cannot even be deduplicated go straight to quarantine.
     let mut reasons: Vec<Vec<&'static str>> = vec![Vec::new(); n];
     for i in 0..n {
+        if gone[i] {
+            continue;
+        }
         let (m, p, d) = ids[i];
         if m.is_none() {
             reasons[i].push("bad_message_id");
@@ -241,6 +274,7 @@ pub fn build(
     });
     let mut counts = SilverCounts {
         bronze_rows: n as u64,
+        erased: erased_rows,
         ..SilverCounts::default()
     };
     let mut seen_messages: FastSet<u128> = FastSet::default();
@@ -250,7 +284,7 @@ pub fn build(
     let mut kept: Vec<u32> = Vec::with_capacity(n);
     for &row in &order {
         let i = row as usize;
-        if !reasons[i].is_empty() {
+        if gone[i] || !reasons[i].is_empty() {
             continue;
         }
         let (Some(m), Some(_), Some(d)) = ids[i] else {
@@ -268,6 +302,7 @@ pub fn build(
     }
     drop(seen_messages);
     drop(seen_samples);
+    step("deduplicated");
 
     // Silver order: patient, event time, device.
     kept.par_sort_unstable_by_key(|&row| {
@@ -297,6 +332,7 @@ pub fn build(
         })
         .collect();
 
+    step("enriched");
     let mut silver_rows: Vec<IdxSize> = Vec::with_capacity(kept.len());
     let mut silver_enriched: Vec<&Enriched> = Vec::with_capacity(kept.len());
     let mut quarantine_rows: Vec<IdxSize> = Vec::new();
@@ -323,9 +359,14 @@ pub fn build(
         let idx = IdxCa::from_vec("".into(), rows);
         bronze.take(&idx).map_err(|e| EtlError::polars("Silver", e))
     };
-    let mut silver = take(silver_rows)?;
+    let (silver, derived) = rayon::join(
+        || take(silver_rows),
+        || derived_columns(&silver_enriched, thresholds),
+    );
+    let mut silver = silver?;
+    step("rows taken");
     silver
-        .hstack_mut(&derived_columns(&silver_enriched, thresholds))
+        .hstack_mut(&derived)
         .map_err(|e| EtlError::polars("Silver", e))?;
     let mut quarantine = take(quarantine_rows)?;
     quarantine
@@ -337,6 +378,7 @@ pub fn build(
             vec![UtcMillis::from_date(date).epoch_day() as i32; quarantine.height()],
         ))
         .map_err(|e| EtlError::polars("quarantine", e))?;
+    step("done");
     Ok(SilverDay {
         silver,
         quarantine,
@@ -437,33 +479,47 @@ fn enrich(
 }
 
 fn derived_columns(rows: &[&Enriched], thresholds: &Thresholds) -> Vec<Column> {
-    let mut out = vec![
-        Column::new(
-            "heat_index_c".into(),
-            rows.iter().map(|e| e.heat_index).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "age_group".into(),
-            rows.iter()
-                .map(|e| thresholds.age_groups[e.age_group as usize].id.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "quality_severity".into(),
-            rows.iter().map(|e| e.quality_severity).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "trend_eligible".into(),
-            rows.iter().map(|e| e.trend_eligible).collect::<Vec<_>>(),
-        ),
-    ];
-    for (k, (_, name)) in TIERED.iter().enumerate() {
-        out.push(Column::new(
-            (*name).into(),
-            rows.iter()
-                .map(|e| e.tiers[k].map(Tier::as_str))
-                .collect::<Vec<_>>(),
-        ));
-    }
-    out
+    // One column per task: building ten million strings is the slow part.
+    let builders: Vec<Box<dyn Fn() -> Column + Sync + '_>> = {
+        let mut b: Vec<Box<dyn Fn() -> Column + Sync + '_>> = vec![
+            Box::new(|| {
+                Column::new(
+                    "heat_index_c".into(),
+                    rows.iter().map(|e| e.heat_index).collect::<Vec<_>>(),
+                )
+            }),
+            Box::new(|| {
+                Column::new(
+                    "age_group".into(),
+                    rows.iter()
+                        .map(|e| thresholds.age_groups[e.age_group as usize].id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+            }),
+            Box::new(|| {
+                Column::new(
+                    "quality_severity".into(),
+                    rows.iter().map(|e| e.quality_severity).collect::<Vec<_>>(),
+                )
+            }),
+            Box::new(|| {
+                Column::new(
+                    "trend_eligible".into(),
+                    rows.iter().map(|e| e.trend_eligible).collect::<Vec<_>>(),
+                )
+            }),
+        ];
+        for (k, (_, name)) in TIERED.iter().enumerate() {
+            b.push(Box::new(move || {
+                Column::new(
+                    (*name).into(),
+                    rows.iter()
+                        .map(|e| e.tiers[k].map(Tier::as_str))
+                        .collect::<Vec<_>>(),
+                )
+            }));
+        }
+        b
+    };
+    builders.par_iter().map(|build| build()).collect()
 }

@@ -5,3 +5,4 @@ pub mod bronze;
 pub mod bronze_sink;
 pub mod layout;
 pub mod manifest;
+pub mod patient_data;

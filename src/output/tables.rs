@@ -161,7 +161,7 @@ pub fn write_parquet(
     let path = file.absolute.clone();
     ParquetWriter::new(&mut file)
         .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
+        .with_statistics(StatisticsOptions::default())
         .finish(&mut df)
         .map_err(|e| OutputError::Parquet {
             path,
