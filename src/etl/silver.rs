@@ -206,7 +206,6 @@ pub fn build(
     let run = c.str("ingest_run_id")?;
     let source = c.str("source")?;
     let offset = c.i64("source_offset")?;
-    let quality = c.str("quality_flag")?;
 
     let day_start = UtcMillis::from_date(date).0;
     let day_end = day_start + MS_PER_DAY;
@@ -304,47 +303,58 @@ pub fn build(
     drop(seen_samples);
     step("deduplicated");
 
-    // Silver order: patient, event time, device.
-    kept.par_sort_unstable_by_key(|&row| {
-        let i = row as usize;
-        (ids[i].1, recorded[i], ids[i].2)
-    });
-
-    // Enrichment, in parallel over slices of rows.
-    let flags: Vec<Option<QualityFlag>> = (0..n)
-        .into_par_iter()
-        .map(|i| quality.get(i).and_then(|q| q.parse().ok()))
-        .collect();
-    let cols = VitalColumns::new(&c)?;
-    let enriched: Vec<Enriched> = kept
+    // Silver order: patient, event time, device — sorted on keys laid out side by side, so
+    // the sort reads memory in order instead of jumping between arrays.
+    let mut keyed: Vec<(u128, i64, u128, u32)> = kept
         .par_iter()
         .map(|&row| {
             let i = row as usize;
-            let patient = ids[i].1.map(Uuid::from_u128);
+            (
+                ids[i].1.unwrap_or_default(),
+                recorded[i],
+                ids[i].2.unwrap_or_default(),
+                row,
+            )
+        })
+        .collect();
+    drop(kept);
+    keyed.par_sort_unstable();
+    let patients: Vec<u128> = keyed.iter().map(|k| k.0).collect();
+    let order: Vec<IdxSize> = keyed.iter().map(|k| k.3 as IdxSize).collect();
+    drop(keyed);
+    drop(ids);
+    step("sorted");
+
+    let take = |rows: Vec<IdxSize>| -> Result<DataFrame, EtlError> {
+        let idx = IdxCa::from_vec("".into(), rows);
+        bronze.take(&idx).map_err(|e| EtlError::polars("Silver", e))
+    };
+    // The rows in Silver order first: enrichment then reads every column front to back.
+    let ordered = take(order)?;
+    step("rows taken");
+    let oc = Columns::new(&ordered, format!("Bronze for {date}"));
+    let cols = VitalColumns::new(&oc)?;
+    let (o_recorded, o_quality) = (oc.millis("recorded_at")?, oc.str("quality_flag")?);
+    let enriched: Vec<Enriched> = (0..ordered.height())
+        .into_par_iter()
+        .with_min_len(8192)
+        .map(|j| {
+            let patient = Uuid::from_u128(patients[j]);
             enrich(
                 &cols,
-                i,
-                patient.and_then(|p| reference.get(&p)),
-                recorded[i],
-                flags[i],
+                j,
+                reference.get(&patient),
+                o_recorded.get(j).unwrap_or_default(),
+                o_quality.get(j).and_then(|q| q.parse().ok()),
                 thresholds,
             )
         })
         .collect();
-
     step("enriched");
-    let mut silver_rows: Vec<IdxSize> = Vec::with_capacity(kept.len());
-    let mut silver_enriched: Vec<&Enriched> = Vec::with_capacity(kept.len());
+
+    // Rows set aside before deduplication, then those enrichment could not use.
     let mut quarantine_rows: Vec<IdxSize> = Vec::new();
     let mut quarantine_reasons: Vec<String> = Vec::new();
-    for (row, e) in kept.iter().zip(&enriched) {
-        if e.reasons.is_empty() {
-            silver_rows.push(*row as IdxSize);
-            silver_enriched.push(e);
-        } else {
-            reasons[*row as usize].extend(e.reasons.iter().copied());
-        }
-    }
     for (i, r) in reasons.iter().enumerate() {
         if !r.is_empty() {
             quarantine_rows.push(i as IdxSize);
@@ -353,22 +363,41 @@ pub fn build(
             *counts.quarantined.entry(r[0].to_string()).or_insert(0) += 1;
         }
     }
-    counts.silver_rows = silver_rows.len() as u64;
-
-    let take = |rows: Vec<IdxSize>| -> Result<DataFrame, EtlError> {
-        let idx = IdxCa::from_vec("".into(), rows);
-        bronze.take(&idx).map_err(|e| EtlError::polars("Silver", e))
+    let usable: BooleanChunked = enriched
+        .iter()
+        .map(|e| Some(e.reasons.is_empty()))
+        .collect();
+    for e in enriched.iter().filter(|e| !e.reasons.is_empty()) {
+        quarantine_reasons.push(e.reasons.join(";"));
+        *counts
+            .quarantined
+            .entry(e.reasons[0].to_string())
+            .or_insert(0) += 1;
+    }
+    let silver_enriched: Vec<&Enriched> =
+        enriched.iter().filter(|e| e.reasons.is_empty()).collect();
+    let derived = derived_columns(&silver_enriched, thresholds);
+    let all_usable = usable.all();
+    let mut silver = if all_usable {
+        ordered.clone()
+    } else {
+        ordered
+            .filter(&usable)
+            .map_err(|e| EtlError::polars("Silver", e))?
     };
-    let (silver, derived) = rayon::join(
-        || take(silver_rows),
-        || derived_columns(&silver_enriched, thresholds),
-    );
-    let mut silver = silver?;
-    step("rows taken");
     silver
         .hstack_mut(&derived)
         .map_err(|e| EtlError::polars("Silver", e))?;
+    counts.silver_rows = silver.height() as u64;
     let mut quarantine = take(quarantine_rows)?;
+    if !all_usable {
+        let unusable = ordered
+            .filter(&!&usable)
+            .map_err(|e| EtlError::polars("quarantine", e))?;
+        quarantine
+            .vstack_mut_owned(unusable)
+            .map_err(|e| EtlError::polars("quarantine", e))?;
+    }
     quarantine
         .with_column(Column::new("reason_codes".into(), quarantine_reasons))
         .map_err(|e| EtlError::polars("quarantine", e))?;
