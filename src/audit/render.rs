@@ -193,7 +193,7 @@ fn stacked_bars(
     series: &[(&str, &str, Vec<f64>)],
     unit: &str,
 ) -> String {
-    let (w, h, left, bottom, top) = (720.0, 260.0, 50.0, 40.0, 30.0);
+    let (w, h, left, bottom, top) = (720.0, 300.0, 50.0, 80.0, 30.0);
     let n = categories.len().max(1) as f64;
     let totals: Vec<f64> = (0..categories.len())
         .map(|i| series.iter().map(|s| s.2[i]).sum())
@@ -239,12 +239,23 @@ fn stacked_bars(
             );
         }
         if categories.len() <= 31 {
+            // Days as MM-DD under their bar; other labels (quality flags) slanted, in full.
+            let is_day = cat.len() == 10 && cat.as_bytes()[4] == b'-';
+            let cx = x + band * 0.35;
+            let ty = h - bottom + 14.0;
+            let (label, anchor, transform) = if is_day {
+                (cat.get(5..).unwrap_or(cat), "middle", String::new())
+            } else {
+                (
+                    cat.as_str(),
+                    "end",
+                    format!(r#" transform="rotate(-30 {cx:.1} {ty})""#),
+                )
+            };
             let _ = write!(
                 svg,
-                r#"<text x="{cx:.1}" y="{ty}" class="tick" text-anchor="middle">{label}</text>"#,
-                cx = x + band * 0.35,
-                ty = h - bottom + 14.0,
-                label = esc(cat.get(5..).unwrap_or(cat))
+                r#"<text x="{cx:.1}" y="{ty}" class="tick" text-anchor="{anchor}"{transform}>{label}</text>"#,
+                label = esc(label)
             );
         }
     }
