@@ -627,60 +627,88 @@ fn open_verified(
     Ok((manifest, files, lake_files))
 }
 
-/// Measurements week by week: a week without rows in the database (a restore into another
-/// database, or after an erasure) takes the bulk path of `db load` — a standalone table, keyed
-/// and attached at the end — instead of one foreign-key lookup per row.
+/// Measurements week by week: the archive's COPY stream is split by ISO week on the client and
+/// each week is copied straight into place. A week without rows in the database (a restore
+/// into another database, or after an erasure) takes the bulk path of `db load` — a standalone
+/// table, keyed and attached at the end — instead of one foreign-key lookup per row; a week
+/// that has rows goes through a staging table and `ON CONFLICT DO NOTHING`.
 fn restore_measurements(
     tx: &mut postgres::Transaction<'_>,
-    stage: &str,
+    archive: &Path,
+    mut member: std::fs::File,
 ) -> Result<u64, ArchiveError> {
-    // Each week reads its slice of the staged rows through this index, not a full scan.
-    tx.batch_execute(&format!(
-        "CREATE INDEX ON {stage} (recorded_at); ANALYZE {stage}"
-    ))
-    .map_err(query_error("cannot index the restored measurements"))?;
-    let weeks: Vec<chrono::NaiveDate> = tx
-        .query(
-            &format!(
-                "SELECT DISTINCT kidjamo_iso_week_start((recorded_at AT TIME ZONE 'UTC')::date)
-                 FROM {stage} ORDER BY 1"
-            ),
+    let file_err = |reason: String| ArchiveError::File {
+        path: archive.display().to_string(),
+        reason: format!("measurements.pgcopy: {reason}"),
+    };
+    let mut data = Vec::new();
+    member
+        .read_to_end(&mut data)
+        .map_err(|e| file_err(e.to_string()))?;
+    let time_field: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM pg_attribute a
+              WHERE a.attrelid = 'measurements'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attnum < (SELECT attnum FROM pg_attribute
+                                 WHERE attrelid = 'measurements'::regclass AND attname = 'recorded_at')",
             &[],
         )
-        .map_err(query_error("cannot read the restored measurements' weeks"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map_err(query_error("cannot read the measurements table's columns"))?
+        .get(0);
+    let weeks = super::copy_split::split_by_week(&data, time_field as usize).map_err(file_err)?;
+    drop(data);
+    let copy = |tx: &mut postgres::Transaction<'_>,
+                table: &str,
+                rows: &[u8]|
+     -> Result<u64, ArchiveError> {
+        let mut writer = tx
+            .copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
+            .map_err(query_error(format!("cannot restore into {table}")))?;
+        let io = |e: std::io::Error| ArchiveError::File {
+            path: archive.display().to_string(),
+            reason: e.to_string(),
+        };
+        writer.write_all(&super::copy_split::header()).map_err(io)?;
+        writer.write_all(rows).map_err(io)?;
+        writer.write_all(&super::copy_split::TRAILER).map_err(io)?;
+        Ok(writer.finish().map_err(query_error(format!(
+            "{}: measurements do not load",
+            archive.display()
+        )))?)
+    };
     let mut inserted = 0;
-    for week in weeks {
-        let range = format!(
-            "recorded_at >= ('{week}'::date)::timestamp AT TIME ZONE 'UTC'
-             AND recorded_at < ('{week}'::date + 7)::timestamp AT TIME ZONE 'UTC'"
-        );
+    let mut staged = false;
+    for (week, (_, rows)) in weeks {
         let bulk: Option<String> = tx
             .query_one("SELECT kidjamo_bulk_week_begin($1)", &[&week])
             .map_err(query_error(format!("cannot prepare the week of {week}")))?
             .get(0);
         match bulk {
             Some(table) => {
-                inserted += tx
-                    .execute(
-                        &format!("INSERT INTO {table} SELECT * FROM {stage} WHERE {range}"),
-                        &[],
-                    )
-                    .map_err(query_error(format!("cannot restore the week of {week}")))?;
+                inserted += copy(tx, &table, &rows)?;
                 tx.execute("SELECT kidjamo_bulk_week_finish($1)", &[&week])
                     .map_err(query_error(format!("cannot attach the week of {week}")))?;
             }
             None => {
+                let stage = "kidjamo_restore_week";
+                if !staged {
+                    tx.batch_execute(&format!(
+                        "CREATE TEMP TABLE {stage} (LIKE measurements INCLUDING DEFAULTS) ON COMMIT DROP"
+                    ))
+                    .map_err(query_error("cannot stage measurements"))?;
+                    staged = true;
+                }
+                tx.batch_execute(&format!("TRUNCATE {stage}"))
+                    .map_err(query_error("cannot stage measurements"))?;
                 tx.execute("SELECT kidjamo_ensure_week_partition($1)", &[&week])
                     .map_err(query_error(format!(
                         "cannot create the partition of {week}"
                     )))?;
+                copy(tx, stage, &rows)?;
                 inserted += tx
                     .execute(
                         &format!(
-                            "INSERT INTO measurements SELECT * FROM {stage} WHERE {range} ON CONFLICT DO NOTHING"
+                            "INSERT INTO measurements SELECT * FROM {stage} ON CONFLICT DO NOTHING"
                         ),
                         &[],
                     )
@@ -719,6 +747,11 @@ pub fn restore(
         .map_err(query_error("cannot prepare the restore"))?;
     let mut counts = Vec::new();
     for (m, mut file) in manifest.members.iter().zip(files) {
+        if m.table == "measurements" {
+            let inserted = restore_measurements(&mut tx, path, file)?;
+            counts.push((m.table.clone(), m.rows as u64, inserted));
+            continue;
+        }
         let stage = format!("kidjamo_restore_{}", m.table);
         tx.batch_execute(&format!(
             "CREATE TEMP TABLE {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
@@ -737,11 +770,6 @@ pub fn restore(
             path.display(),
             m.file
         )))?;
-        if m.table == "measurements" {
-            let inserted = restore_measurements(&mut tx, &stage)?;
-            counts.push((m.table.clone(), m.rows as u64, inserted));
-            continue;
-        }
         let overriding = if PATIENT_TABLES
             .iter()
             .any(|t| t.table == m.table && t.identity)

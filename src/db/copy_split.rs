@@ -1,0 +1,131 @@
+//! Splitting a PostgreSQL binary COPY stream of measurements by ISO week, so that a restore
+//! can COPY each week straight into its own loading table (no staging table, no index, no
+//! INSERT … SELECT per week). Only the framing is read: tuples are passed on byte for byte.
+
+use chrono::{Datelike, NaiveDate};
+use std::collections::BTreeMap;
+
+const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's timestamp epoch.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// The header every binary COPY stream starts with (no extension).
+pub fn header() -> Vec<u8> {
+    let mut h = SIGNATURE.to_vec();
+    h.extend_from_slice(&0i32.to_be_bytes());
+    h.extend_from_slice(&0i32.to_be_bytes());
+    h
+}
+
+pub const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+
+fn read<const N: usize>(data: &[u8], at: &mut usize) -> Result<[u8; N], String> {
+    let end = *at + N;
+    let bytes = data
+        .get(*at..end)
+        .ok_or_else(|| format!("binary COPY data ends early at byte {at}"))?;
+    *at = end;
+    let mut out = [0u8; N];
+    out.copy_from_slice(bytes);
+    Ok(out)
+}
+
+/// Monday of the ISO week (UTC) of a PostgreSQL binary timestamp.
+fn week_of(micros_since_2000: i64) -> Option<NaiveDate> {
+    let secs = (micros_since_2000 + PG_EPOCH_US).div_euclid(1_000_000);
+    let day = chrono::DateTime::from_timestamp(secs, 0)?.date_naive();
+    day.checked_sub_days(chrono::Days::new(u64::from(
+        day.weekday().num_days_from_monday(),
+    )))
+}
+
+/// The tuples of `data` (a whole binary COPY stream), grouped by the ISO week of field
+/// `time_field`, each week's tuples concatenated in their original order.
+pub fn split_by_week(
+    data: &[u8],
+    time_field: usize,
+) -> Result<BTreeMap<NaiveDate, (u64, Vec<u8>)>, String> {
+    if data.get(..SIGNATURE.len()) != Some(SIGNATURE.as_slice()) {
+        return Err("not a binary COPY stream".into());
+    }
+    let mut at = SIGNATURE.len() + 4;
+    let extension = i32::from_be_bytes(read::<4>(data, &mut at)?);
+    at += usize::try_from(extension).map_err(|_| "bad header extension".to_string())?;
+    let mut weeks: BTreeMap<NaiveDate, (u64, Vec<u8>)> = BTreeMap::new();
+    loop {
+        let start = at;
+        let fields = i16::from_be_bytes(read::<2>(data, &mut at)?);
+        if fields == -1 {
+            return Ok(weeks);
+        }
+        let mut week = None;
+        for f in 0..fields.max(0) as usize {
+            let len = i32::from_be_bytes(read::<4>(data, &mut at)?);
+            if len < 0 {
+                continue;
+            }
+            let len = len as usize;
+            if f == time_field {
+                if len != 8 {
+                    return Err(format!("field {f} is not a timestamp"));
+                }
+                let mut t = at;
+                week = week_of(i64::from_be_bytes(read::<8>(data, &mut t)?));
+            }
+            at = at
+                .checked_add(len)
+                .filter(|end| *end <= data.len())
+                .ok_or_else(|| format!("binary COPY data ends early at byte {at}"))?;
+        }
+        let week =
+            week.ok_or_else(|| format!("a tuple without field {time_field} at byte {start}"))?;
+        let entry = weeks.entry(week).or_default();
+        entry.0 += 1;
+        entry.1.extend_from_slice(&data[start..at]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple(us: i64, extra: &[u8]) -> Vec<u8> {
+        let mut t = 2i16.to_be_bytes().to_vec();
+        t.extend_from_slice(&(extra.len() as i32).to_be_bytes());
+        t.extend_from_slice(extra);
+        t.extend_from_slice(&8i32.to_be_bytes());
+        t.extend_from_slice(&us.to_be_bytes());
+        t
+    }
+
+    #[test]
+    fn tuples_go_to_their_iso_week_unchanged_and_in_order() {
+        // 2026-03-08 23:59:59 (Sunday, week of 03-02) and 2026-03-09 00:00 (Monday).
+        let sunday = (1_773_014_399 * 1_000_000) - PG_EPOCH_US;
+        let monday = sunday + 1_000_000;
+        let (a, b, c) = (
+            tuple(sunday, b"a"),
+            tuple(monday, b"bb"),
+            tuple(sunday, b""),
+        );
+        let mut data = header();
+        for t in [&a, &b, &c] {
+            data.extend_from_slice(t);
+        }
+        data.extend_from_slice(&TRAILER);
+        let weeks = split_by_week(&data, 1).expect("split");
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+        assert_eq!(weeks.len(), 2);
+        assert_eq!(weeks[&d("2026-03-02")], (2, [a, c].concat()));
+        assert_eq!(weeks[&d("2026-03-09")], (1, b));
+    }
+
+    #[test]
+    fn truncated_or_foreign_data_is_an_error_not_a_panic() {
+        let mut data = header();
+        data.extend_from_slice(&tuple(0, b"x")[..5]);
+        assert!(split_by_week(&data, 1).is_err());
+        assert!(split_by_week(b"nonsense", 1).is_err());
+        assert!(split_by_week(&header(), 1).is_err(), "no trailer");
+    }
+}
