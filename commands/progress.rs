@@ -19,7 +19,7 @@ impl Bar {
             },
         );
         let style = ProgressStyle::with_template(
-            "{prefix:>10} [{bar:40}] {percent:>3}% {elapsed_precise} eta {eta}",
+            "{prefix:>10} [{bar:40}] {percent:>3}% {elapsed_precise} eta {eta} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -40,5 +40,9 @@ impl Progress for Bar {
 
     fn on_finish(&self) {
         self.0.finish_and_clear();
+    }
+
+    fn on_stage(&self, stage: &str) {
+        self.0.set_message(stage.to_string());
     }
 }

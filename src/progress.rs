@@ -6,6 +6,8 @@ pub trait Progress: Send + Sync {
     fn on_start(&self, total: u64);
     fn on_advance(&self, units: u64);
     fn on_finish(&self);
+    /// The stage now running (shown beside the bar).
+    fn on_stage(&self, _stage: &str) {}
 }
 
 pub struct NoProgress;

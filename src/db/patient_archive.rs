@@ -595,41 +595,34 @@ fn open_verified(
             manifest.format_version
         )));
     }
+    // Every member the manifest lists must be there with its checksum.
+    let mut take_verified = |m: &Member| -> Result<Spool, ArchiveError> {
+        let Some(i) = spooled.iter().position(|(name, _, _)| *name == m.file) else {
+            return Err(invalid(format!("member {} is missing", m.file)));
+        };
+        let (name, actual, file) = spooled.swap_remove(i);
+        if actual != m.sha256 {
+            return Err(ArchiveError::Corrupt {
+                path: p.clone(),
+                member: name,
+                actual,
+                expected: m.sha256.clone(),
+            });
+        }
+        Ok(file)
+    };
     let mut files = Vec::new();
     for m in &manifest.members {
         if !PATIENT_TABLES.iter().any(|t| t.table == m.table) {
             return Err(invalid(format!("unknown table {}", m.table)));
         }
-        let Some(i) = spooled.iter().position(|(name, _, _)| *name == m.file) else {
-            return Err(invalid(format!("member {} is missing", m.file)));
-        };
-        let (name, actual, file) = spooled.swap_remove(i);
-        if actual != m.sha256 {
-            return Err(ArchiveError::Corrupt {
-                path: p.clone(),
-                member: name,
-                actual,
-                expected: m.sha256.clone(),
-            });
-        }
-        files.push(file);
+        files.push(take_verified(m)?);
     }
-    let mut lake_files = Vec::new();
-    for m in &manifest.lake {
-        let Some(i) = spooled.iter().position(|(name, _, _)| *name == m.file) else {
-            return Err(invalid(format!("member {} is missing", m.file)));
-        };
-        let (name, actual, file) = spooled.swap_remove(i);
-        if actual != m.sha256 {
-            return Err(ArchiveError::Corrupt {
-                path: p.clone(),
-                member: name,
-                actual,
-                expected: m.sha256.clone(),
-            });
-        }
-        lake_files.push(file);
-    }
+    let lake_files = manifest
+        .lake
+        .iter()
+        .map(&mut take_verified)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((manifest, files, lake_files))
 }
 

@@ -151,6 +151,7 @@ fn run_day(
         durations.insert(name.to_string(), clock.elapsed().as_millis() as u64);
         clock = Instant::now();
     };
+    progress.on_stage(&format!("{date}: reading Bronze"));
     let bronze_dir = job
         .root
         .join(layout::day_partition(layout::BRONZE_MEASUREMENTS, date));
@@ -180,6 +181,7 @@ fn run_day(
     lap("read_bronze", &mut durations);
     progress.on_advance(1);
 
+    progress.on_stage(&format!("{date}: Silver"));
     let (silver_day, counts) = match &bronze {
         Some(df) => {
             let day = silver::build(df, date, reference, job.thresholds, erased)?;
@@ -199,6 +201,7 @@ fn run_day(
     lap("silver", &mut durations);
     progress.on_advance(1);
 
+    progress.on_stage(&format!("{date}: alerts"));
     let prior = previous_state(&job.root, date)?;
     let alert_state = if prior.is_some() { "continued" } else { "cold" };
     let day_end = UtcMillis(UtcMillis::from_date(date).0 + MS_PER_DAY);
@@ -217,6 +220,7 @@ fn run_day(
     };
     lap("alerts", &mut durations);
 
+    progress.on_stage(&format!("{date}: Gold"));
     let settings = DaySettings {
         date,
         expected_interval_s: job.expected_interval_s,
@@ -265,6 +269,7 @@ fn run_day(
     lap("gold", &mut durations);
     progress.on_advance(1);
 
+    progress.on_stage(&format!("{date}: writing"));
     // Write aside, then swap each partition into place.
     let mut writer = PartitionWriter::create(&job.root, &run_id)?;
     let staging = writer.staging().to_path_buf();
