@@ -920,7 +920,7 @@ mod properties {
             }).collect();
             let bronze = bronze_frame(&rows);
             let thresholds = Thresholds::reference();
-            let a = silver::build(&bronze, day(), &reference, &thresholds, &Default::default()).expect("silver");
+            let a = silver::build(bronze.clone(), day(), &reference, &thresholds, &Default::default()).expect("silver");
             prop_assert!(a.counts.reconciles(), "{:?}", a.counts);
             prop_assert!(a.silver.height() <= bronze.height());
             prop_assert_eq!(a.silver.height() + a.quarantine.height()
@@ -931,7 +931,7 @@ mod properties {
             let at = a.silver.column("recorded_at").expect("t").cast(&DataType::Int64).expect("i");
             let pairs: HashSet<_> = dev.iter().zip(at.i64().expect("i").iter()).collect();
             prop_assert_eq!(pairs.len(), a.silver.height(), "one sample per device and time");
-            let b = silver::build(&bronze, day(), &reference, &thresholds, &Default::default()).expect("silver");
+            let b = silver::build(bronze.clone(), day(), &reference, &thresholds, &Default::default()).expect("silver");
             prop_assert!(a.silver.equals_missing(&b.silver));
             prop_assert!(a.quarantine.equals_missing(&b.quarantine));
         }

@@ -182,7 +182,7 @@ fn run_day(
     progress.on_advance(1);
 
     progress.on_stage(&format!("{date}: Silver"));
-    let (silver_day, counts) = match &bronze {
+    let (silver_day, counts) = match bronze {
         Some(df) => {
             let day = silver::build(df, date, reference, job.thresholds, erased)?;
             if !day.counts.reconciles() {
@@ -196,8 +196,6 @@ fn run_day(
         }
         None => (None, SilverCounts::default()),
     };
-    // Silver holds what is needed from here on; the Bronze frame is as large again.
-    drop(bronze);
     lap("silver", &mut durations);
     progress.on_advance(1);
 

@@ -182,7 +182,7 @@ fn parse_id(s: Option<&str>) -> Option<u128> {
 
 /// Builds Silver for `date` from that day's Bronze rows.
 pub fn build(
-    bronze: &DataFrame,
+    mut bronze: DataFrame,
     date: NaiveDate,
     reference: &Reference,
     thresholds: &Thresholds,
@@ -197,7 +197,7 @@ pub fn build(
             "silver"
         )
     };
-    let c = Columns::new(bronze, format!("Bronze for {date}"));
+    let c = Columns::new(&bronze, format!("Bronze for {date}"));
     let message = c.str("message_id")?;
     let patient = c.str("patient_id")?;
     let device = c.str("device_id")?;
@@ -325,12 +325,47 @@ pub fn build(
     drop(ids);
     step("sorted");
 
-    let take = |rows: Vec<IdxSize>| -> Result<DataFrame, EtlError> {
-        let idx = IdxCa::from_vec("".into(), rows);
-        bronze.take(&idx).map_err(|e| EtlError::polars("Silver", e))
-    };
-    // The rows in Silver order first: enrichment then reads every column front to back.
-    let ordered = take(order)?;
+    // Rows set aside before deduplication.
+    let mut quarantine_rows: Vec<IdxSize> = Vec::new();
+    let mut quarantine_reasons: Vec<String> = Vec::new();
+    for (i, r) in reasons.iter().enumerate() {
+        if !r.is_empty() {
+            quarantine_rows.push(i as IdxSize);
+            quarantine_reasons.push(r.join(";"));
+            // Counted once per record, under its first reason, so the totals reconcile.
+            *counts.quarantined.entry(r[0].to_string()).or_insert(0) += 1;
+        }
+    }
+    drop(reasons);
+    // The rows in Silver order first: enrichment then reads every column front to back. Column
+    // by column, each Bronze column freed once taken: the day is never held twice.
+    let (order, early) = (
+        IdxCa::from_vec("".into(), order),
+        IdxCa::from_vec("".into(), quarantine_rows),
+    );
+    let names: Vec<PlSmallStr> = bronze.get_column_names_owned();
+    let mut ordered_columns = Vec::with_capacity(names.len());
+    let mut early_columns = Vec::with_capacity(names.len());
+    for name in &names {
+        let column = bronze
+            .drop_in_place(name)
+            .map_err(|e| EtlError::polars("Silver", e))?;
+        ordered_columns.push(
+            column
+                .take(&order)
+                .map_err(|e| EtlError::polars("Silver", e))?,
+        );
+        early_columns.push(
+            column
+                .take(&early)
+                .map_err(|e| EtlError::polars("quarantine", e))?,
+        );
+    }
+    drop(bronze);
+    let ordered =
+        DataFrame::new(order.len(), ordered_columns).map_err(|e| EtlError::polars("Silver", e))?;
+    let mut quarantine = DataFrame::new(early.len(), early_columns)
+        .map_err(|e| EtlError::polars("quarantine", e))?;
     step("rows taken");
     let oc = Columns::new(&ordered, format!("Bronze for {date}"));
     let cols = VitalColumns::new(&oc)?;
@@ -352,17 +387,7 @@ pub fn build(
         .collect();
     step("enriched");
 
-    // Rows set aside before deduplication, then those enrichment could not use.
-    let mut quarantine_rows: Vec<IdxSize> = Vec::new();
-    let mut quarantine_reasons: Vec<String> = Vec::new();
-    for (i, r) in reasons.iter().enumerate() {
-        if !r.is_empty() {
-            quarantine_rows.push(i as IdxSize);
-            quarantine_reasons.push(r.join(";"));
-            // Counted once per record, under its first reason, so the totals reconcile.
-            *counts.quarantined.entry(r[0].to_string()).or_insert(0) += 1;
-        }
-    }
+    // Then the rows enrichment could not use.
     let usable: BooleanChunked = enriched
         .iter()
         .map(|e| Some(e.reasons.is_empty()))
@@ -389,7 +414,6 @@ pub fn build(
         .hstack_mut(&derived)
         .map_err(|e| EtlError::polars("Silver", e))?;
     counts.silver_rows = silver.height() as u64;
-    let mut quarantine = take(quarantine_rows)?;
     if !all_usable {
         let unusable = ordered
             .filter(&!&usable)
