@@ -216,16 +216,9 @@ pub struct Manifest {
 
 /// Copies `from` into `to` and returns the SHA-256 of what went through, in hex.
 fn copy_hashed(from: &mut dyn Read, to: &mut dyn Write) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = from.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex(&hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-        to.write_all(&buf[..n])?;
-    }
+    let mut hashing = HashingReader::new(from);
+    std::io::copy(&mut hashing, to)?;
+    Ok(hashing.hex())
 }
 
 fn hex(bytes: &[u8]) -> String {

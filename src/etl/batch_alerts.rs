@@ -193,6 +193,15 @@ pub fn run_day(
         parts.push(state);
         alerts.extend(a);
     }
+    sort_alerts(&mut alerts);
+    Ok(DayAlerts {
+        alerts,
+        state: EngineState::merge(parts),
+    })
+}
+
+/// Patient, first fire time, rule: the order alerts are written in.
+fn sort_alerts(alerts: &mut [Alert]) {
     alerts.sort_by(|a, b| {
         (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(
             b.patient_id,
@@ -200,10 +209,6 @@ pub fn run_day(
             &b.rule_id,
         ))
     });
-    Ok(DayAlerts {
-        alerts,
-        state: EngineState::merge(parts),
-    })
 }
 
 /// A day without samples: event time still advances, so silent devices are reported.
@@ -218,13 +223,7 @@ pub fn advance_only(
         .into_iter()
         .map(|e| e.alert().clone())
         .collect();
-    alerts.sort_by(|a, b| {
-        (a.patient_id, a.first_seen_at, &a.rule_id).cmp(&(
-            b.patient_id,
-            b.first_seen_at,
-            &b.rule_id,
-        ))
-    });
+    sort_alerts(&mut alerts);
     DayAlerts {
         alerts,
         state: engine.into_state(),

@@ -35,11 +35,11 @@ pub struct DailyJob<'a> {
     pub expected_interval_s: f64,
 }
 
+/// A Bronze file the run read (their rows together are `counts.bronze_rows`).
 #[derive(Debug, Clone, Serialize)]
 pub struct InputFile {
     pub path: String,
     pub bytes: u64,
-    pub rows: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,15 +167,7 @@ fn run_day(
                 .to_string_lossy()
                 .into_owned(),
             bytes,
-            rows: 0,
         });
-    }
-    if let Some(df) = &bronze {
-        // Per-file row counts come from the stacked frame only in total; record it on the
-        // first input so the manifest's inputs add up.
-        if let Some(first) = inputs.first_mut() {
-            first.rows = df.height() as u64;
-        }
     }
     let run_id = run_id(job, date, &inputs);
     lap("read_bronze", &mut durations);

@@ -52,9 +52,14 @@ pub struct DaySettings {
     pub expected_interval_s: f64,
 }
 
+/// Samples a device configured for `interval_s` sends in a day: completeness's denominator.
+pub fn expected_samples_per_day(interval_s: f64) -> i64 {
+    (86_400.0 / interval_s).round() as i64
+}
+
 impl DaySettings {
     pub fn expected_samples(&self) -> i64 {
-        (86_400.0 / self.expected_interval_s).round() as i64
+        expected_samples_per_day(self.expected_interval_s)
     }
 
     fn completeness(&self, samples: i64) -> f64 {
@@ -71,6 +76,23 @@ pub struct DailyGold {
 
 fn perr(table: &'static str) -> impl Fn(PolarsError) -> EtlError {
     move |e| EtlError::polars(table, e)
+}
+
+/// Silver grouped by `key`, one row per value, sorted by it.
+fn grouped_by(
+    silver: &DataFrame,
+    key: &str,
+    aggs: Vec<Expr>,
+    table: &'static str,
+) -> Result<DataFrame, EtlError> {
+    silver
+        .clone()
+        .lazy()
+        .group_by([col(key)])
+        .agg(aggs)
+        .sort([key], SortMultipleOptions::default())
+        .collect()
+        .map_err(perr(table))
 }
 
 pub fn build(
@@ -199,14 +221,7 @@ fn patient_daily(
             .mean()
             .alias("signal_poor_share"),
     ]);
-    let grouped = silver
-        .clone()
-        .lazy()
-        .group_by([col("patient_id")])
-        .agg(aggs)
-        .sort(["patient_id"], SortMultipleOptions::default())
-        .collect()
-        .map_err(perr("patient_daily"))?;
+    let grouped = grouped_by(silver, "patient_id", aggs, "patient_daily")?;
 
     let extras = patient_extras(silver, day)?;
     let c = Columns::new(&grouped, "patient_daily");
@@ -346,14 +361,7 @@ fn quality_daily(
             .sum()
             .alias("needs_review"),
     );
-    let grouped = silver
-        .clone()
-        .lazy()
-        .group_by([col("device_id")])
-        .agg(aggs)
-        .sort(["device_id"], SortMultipleOptions::default())
-        .collect()
-        .map_err(perr("quality_daily"))?;
+    let grouped = grouped_by(silver, "device_id", aggs, "quality_daily")?;
 
     // Gaps: silences longer than the device-silent rule, the day's edges included.
     let c = Columns::new(silver, "Silver");

@@ -127,7 +127,7 @@ pub fn run(
         });
     }
     let days = period.days().len() as i64;
-    let expected_per_day = (86_400.0 / expected_interval_s).round() as i64;
+    let expected_per_day = super::gold_daily::expected_samples_per_day(expected_interval_s);
     let (table, df): (&str, DataFrame) = match period {
         Period::Week(..) => (
             "patient_weekly",

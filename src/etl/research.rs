@@ -132,7 +132,8 @@ pub fn export(job: &ResearchJob<'_>, expected_interval_s: f64) -> Result<Researc
         .map(|(id, p)| (job.gold_keyer.key(id), p))
         .collect();
     let month_days = days.len() as i64;
-    let expected = month_days as f64 * (86_400.0 / expected_interval_s).round();
+    let expected =
+        month_days as f64 * super::gold_daily::expected_samples_per_day(expected_interval_s) as f64;
     struct Out {
         research_id: String,
         qi: [String; 4],

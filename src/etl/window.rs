@@ -119,12 +119,11 @@ pub fn summarise(days: &[DayFrame]) -> Result<Vec<PatientWindow>, EtlError> {
         let hydration = c.f64("hydration_mean")?;
         let minutes_alert = c.f64("minutes_alert")?;
         let minutes_emergency = c.f64("minutes_emergency")?;
-        let alerts = ["info", "warn", "alert", "critical"].map(|s| c.i64(&format!("alerts_{s}")));
         let alerts = [
-            alerts[0].as_ref().map_err(clone_err)?,
-            alerts[1].as_ref().map_err(clone_err)?,
-            alerts[2].as_ref().map_err(clone_err)?,
-            alerts[3].as_ref().map_err(clone_err)?,
+            c.i64("alerts_info")?,
+            c.i64("alerts_warn")?,
+            c.i64("alerts_alert")?,
+            c.i64("alerts_critical")?,
         ];
         for i in 0..day.frame.height() {
             let Some(k) = key.get(i) else { continue };
@@ -165,13 +164,6 @@ pub fn summarise(days: &[DayFrame]) -> Result<Vec<PatientWindow>, EtlError> {
         }
     }
     Ok(by_patient.into_values().collect())
-}
-
-fn clone_err(e: &EtlError) -> EtlError {
-    EtlError::Schema {
-        input: "patient_daily".into(),
-        message: e.to_string(),
-    }
 }
 
 /// Crisis risk score of the reference §5.4, with its inputs taken over the window: genotype
