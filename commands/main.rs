@@ -2,6 +2,7 @@
 //! thresholds, dispatches to one subcommand, and maps the outcome to an exit code
 //! (0 success, 1 "ran, and the answer is no", 2 error).
 
+mod alerts;
 mod audit;
 mod config_cmd;
 mod context;
@@ -9,7 +10,9 @@ mod db;
 mod etl;
 mod patient;
 mod progress;
+mod replay;
 mod simulate;
+mod stream;
 
 use clap::{Parser, Subcommand};
 use context::Context;
@@ -41,6 +44,10 @@ struct Cli {
 enum Command {
     /// Generate a synthetic cohort and its measurements, deterministically from --seed.
     Simulate(simulate::Args),
+    /// Send measurements (JSONL or Bronze Parquet) to Kafka or a file, paced or as fast as possible.
+    Replay(replay::Args),
+    /// Consume measurements from Kafka into Bronze, quarantine and real-time alerts.
+    Stream(stream::Args),
     /// Batch ETL: Bronze → Silver → Gold (daily), and the weekly and monthly Gold tables.
     #[command(subcommand)]
     Etl(etl::EtlCommand),
@@ -59,6 +66,9 @@ enum Command {
     /// Erase one patient's data (right to erasure).
     #[command(subcommand)]
     Erase(patient::EraseCommand),
+    /// Alert quality against the simulator's ground truth.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Audit reports: accesses, data rights, security posture, data quality, pipeline runs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -75,6 +85,8 @@ fn main() -> ExitCode {
     )
     .and_then(|ctx| match cli.command {
         Command::Simulate(args) => simulate::run(args, &ctx),
+        Command::Replay(args) => replay::run(args, &ctx),
+        Command::Stream(args) => stream::run(args, &ctx),
         Command::Config(cmd) => config_cmd::run(cmd, &ctx),
         Command::Etl(cmd) => etl::run(cmd, &ctx),
         Command::Db(cmd) => db::run(cmd, &ctx),
@@ -82,6 +94,7 @@ fn main() -> ExitCode {
         Command::Restore(cmd) => patient::restore(cmd, &ctx),
         Command::Erase(cmd) => patient::erase(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
+        Command::Alerts(cmd) => alerts::run(cmd, &ctx),
     });
     match outcome {
         Ok(code) => code,

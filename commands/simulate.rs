@@ -11,6 +11,8 @@ use kidjamo::domain::time::{UtcMillis, MS_PER_DAY};
 use kidjamo::jobs::simulate::{self as job, Flow, MeasurementFormat, SimulateJob};
 use kidjamo::simulate::config::{EpisodeKind, SimulationConfig};
 use kidjamo::storage::Destination;
+use kidjamo::stream::kafka::{Compression, KafkaTarget};
+use kidjamo::stream::produce::SimulatedToKafka;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +57,10 @@ pub struct Args {
     /// Replace kidjamo's folders in a non-empty output folder.
     #[arg(long)]
     overwrite: bool,
+    /// Send the measurements to kafka://host:port[/topic] instead of writing them (reference
+    /// tables and ground truth still go to --out).
+    #[arg(long, value_name = "URL")]
+    to: Option<String>,
     /// Multiplies every episode onset rate (crises, infections, chest syndrome, heat stress).
     #[arg(long)]
     crisis_rate: Option<f64>,
@@ -102,6 +108,17 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
         .unwrap_or_else(|| ctx.config.lake.root.clone());
     let destination = Destination::parse(&out, &object_store_options(&ctx.env))?;
     let live_window_ms = args.live.then_some(cfg.interval_ms);
+    let measurements_to: Option<Box<dyn kidjamo::output::MeasurementSink>> = match &args.to {
+        None => None,
+        Some(to) => {
+            let kafka = &ctx.config.kafka;
+            let target = KafkaTarget::parse(to, &kafka.measurements_topic)?;
+            Some(Box::new(
+                SimulatedToKafka::connect(target, Compression::Lz4, kafka.partitions.max(1) as i32)
+                    .context("simulate cannot start; nothing was written")?,
+            ))
+        }
+    };
     let event_start = cfg.start;
     let wall_start = Instant::now();
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -141,6 +158,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
             overwrite: args.overwrite,
             thresholds_version: ctx.thresholds.version,
             live_window_ms,
+            measurements_to,
         },
         &bar,
         &mut pace,
@@ -166,7 +184,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
         cfg.patients,
         cfg.days,
         c("records.emitted"),
-        format.as_str(),
+        args.to.as_deref().unwrap_or(format.as_str()),
         c("records.written"),
         c("records.quarantined"),
         episodes,

@@ -11,8 +11,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
+# Services register their clean-up here; one EXIT trap runs them all.
+on_exit=()
+trap 'for f in "${on_exit[@]}"; do "$f"; done' EXIT
+
 # shellcheck source=services/postgres.sh
 . scripts/services/postgres.sh
+# shellcheck source=services/kafka.sh
+. scripts/services/kafka.sh
 
 echo "== cargo test"
 cargo test --locked --all-targets

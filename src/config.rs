@@ -140,6 +140,10 @@ pub struct KafkaConfig {
     pub measurements_topic: String,
     pub alerts_topic: String,
     pub quarantine_topic: String,
+    /// Consumer group of `kidjamo stream`.
+    pub group: String,
+    /// Partitions of the topics kidjamo creates when they do not exist.
+    pub partitions: u32,
 }
 
 impl Default for KafkaConfig {
@@ -149,6 +153,8 @@ impl Default for KafkaConfig {
             measurements_topic: "kidjamo.measurements".into(),
             alerts_topic: "kidjamo.alerts".into(),
             quarantine_topic: "kidjamo.quarantine".into(),
+            group: "kidjamo-stream".into(),
+            partitions: 6,
         }
     }
 }

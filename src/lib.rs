@@ -12,3 +12,4 @@ pub mod output;
 pub mod progress;
 pub mod simulate;
 pub mod storage;
+pub mod stream;

@@ -33,7 +33,7 @@ else
   "${run_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
     -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
   stop_postgres() { "${run_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$pg_dir"; }
-  trap stop_postgres EXIT
+  on_exit+=(stop_postgres)
   export KIDJAMO_TEST_PG="postgres://postgres@127.0.0.1:$pg_port/postgres"
   echo "== PostgreSQL: started a throwaway cluster on port $pg_port"
 fi

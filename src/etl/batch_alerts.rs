@@ -10,18 +10,16 @@
 //! Patients are independent in the engine, so they run in parallel.
 
 use super::frame::Columns;
+use super::rows::MeasurementRows;
 use super::silver::Reference;
 use super::EtlError;
 use crate::domain::alerts::{Alert, AlertEngine, EngineState, PatientContext};
-use crate::domain::measurement::{DeviceStatus, Measurement, Vitals};
 use crate::domain::thresholds::Thresholds;
 use crate::domain::time::UtcMillis;
-use crate::domain::QualityFlag;
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
 use uuid::Uuid;
 
 pub struct DayAlerts {
@@ -30,97 +28,6 @@ pub struct DayAlerts {
     pub alerts: Vec<Alert>,
     /// The engine at the end of the day, for the next day.
     pub state: EngineState,
-}
-
-struct Rows<'a> {
-    patient: &'a StringChunked,
-    device: &'a StringChunked,
-    recorded: &'a Int64Chunked,
-    spo2: &'a Float64Chunked,
-    heart_rate: &'a Int16Chunked,
-    respiratory_rate: &'a Int16Chunked,
-    temperature: &'a Float64Chunked,
-    ambient: &'a Float64Chunked,
-    humidity: &'a Float64Chunked,
-    hydration: &'a Float64Chunked,
-    activity: &'a Int16Chunked,
-    pain: &'a Int16Chunked,
-    battery: &'a Int16Chunked,
-    signal: &'a Int16Chunked,
-    firmware: &'a StringChunked,
-    quality: &'a StringChunked,
-}
-
-impl<'a> Rows<'a> {
-    fn new(c: &Columns<'a>) -> Result<Self, EtlError> {
-        Ok(Rows {
-            patient: c.str("patient_id")?,
-            device: c.str("device_id")?,
-            recorded: c.millis("recorded_at")?,
-            spo2: c.f64("spo2_pct")?,
-            heart_rate: c.i16("heart_rate_bpm")?,
-            respiratory_rate: c.i16("respiratory_rate_min")?,
-            temperature: c.f64("temperature_c")?,
-            ambient: c.f64("ambient_temperature_c")?,
-            humidity: c.f64("relative_humidity_pct")?,
-            hydration: c.f64("hydration_pct")?,
-            activity: c.i16("activity_level")?,
-            pain: c.i16("pain_scale")?,
-            battery: c.i16("battery_pct")?,
-            signal: c.i16("signal_quality_pct")?,
-            firmware: c.str("firmware_version")?,
-            quality: c.str("quality_flag")?,
-        })
-    }
-
-    /// Silver rows were validated on the way in: unparsable values cannot occur here.
-    fn measurement(
-        &self,
-        i: usize,
-        patient_id: Uuid,
-        firmware: &mut Option<Arc<str>>,
-    ) -> Measurement {
-        let id = |ca: &StringChunked| {
-            ca.get(i)
-                .and_then(|s| Uuid::try_parse(s).ok())
-                .unwrap_or_default()
-        };
-        let fw = self.firmware.get(i);
-        if firmware.as_deref() != fw {
-            *firmware = fw.map(Arc::from);
-        }
-        let int = |ca: &Int16Chunked| ca.get(i).map(i32::from);
-        Measurement {
-            schema_version: 1,
-            // The engine does not read the message id: not parsing it saves a third of the
-            // row's decoding.
-            message_id: Uuid::nil(),
-            patient_id,
-            device_id: id(self.device),
-            recorded_at: UtcMillis(self.recorded.get(i).unwrap_or_default()),
-            vitals: Vitals {
-                spo2_pct: self.spo2.get(i),
-                heart_rate_bpm: int(self.heart_rate),
-                respiratory_rate_min: int(self.respiratory_rate),
-                temperature_c: self.temperature.get(i),
-                ambient_temperature_c: self.ambient.get(i),
-                relative_humidity_pct: self.humidity.get(i),
-                hydration_pct: self.hydration.get(i),
-                activity_level: int(self.activity),
-                pain_scale: int(self.pain),
-            },
-            device: DeviceStatus {
-                battery_pct: int(self.battery),
-                signal_quality_pct: int(self.signal),
-                firmware_version: firmware.clone(),
-            },
-            quality_flag: self
-                .quality
-                .get(i)
-                .and_then(|q| q.parse().ok())
-                .unwrap_or(QualityFlag::DeviceError),
-        }
-    }
 }
 
 /// Contiguous row ranges of each patient in a frame sorted by patient.
@@ -145,7 +52,7 @@ pub fn run_day(
     day_end: UtcMillis,
 ) -> Result<DayAlerts, EtlError> {
     let c = Columns::new(silver, "Silver");
-    let rows = Rows::new(&c)?;
+    let rows = MeasurementRows::new(&c)?;
     let mut states = previous.into_patients();
     let mut work: Vec<(Uuid, EngineState, Option<Range<usize>>)> = Vec::new();
     for (patient, range) in patient_ranges(rows.patient) {

@@ -18,6 +18,7 @@ pub mod gold_daily;
 pub mod keys;
 pub mod periodic;
 pub mod research;
+pub mod rows;
 pub mod silver;
 pub mod window;
 

@@ -43,6 +43,8 @@ pub struct SimulateJob {
     pub thresholds_version: u32,
     /// Window length for `--live` (None: as fast as possible).
     pub live_window_ms: Option<i64>,
+    /// Where the measurements go instead of a file in `format` (`--to kafka://…`).
+    pub measurements_to: Option<Box<dyn MeasurementSink>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,19 +124,22 @@ pub fn run(
     counts.insert("rows.episodes".into(), table.rows() as u64);
     files.extend(table.write(&root, layout::GROUND_TRUTH_DIR)?);
 
-    let mut sink: Box<dyn MeasurementSink> = match job.format {
-        MeasurementFormat::Jsonl => Box::new(jsonl_sink(
-            &root,
-            &format!("{}/measurements.jsonl", layout::LANDING_DIR),
-        )?),
-        MeasurementFormat::Csv => Box::new(csv_sink(
-            &root,
-            &format!("{}/measurements.csv", layout::LANDING_DIR),
-        )?),
-        MeasurementFormat::Parquet => {
-            let known = cohort.patients.iter().map(|p| p.patient_id).collect();
-            Box::new(BronzeSink::new(&root, &run_id, "simulate", known))
-        }
+    let mut sink: Box<dyn MeasurementSink> = match job.measurements_to {
+        Some(sink) => sink,
+        None => match job.format {
+            MeasurementFormat::Jsonl => Box::new(jsonl_sink(
+                &root,
+                &format!("{}/measurements.jsonl", layout::LANDING_DIR),
+            )?),
+            MeasurementFormat::Csv => Box::new(csv_sink(
+                &root,
+                &format!("{}/measurements.csv", layout::LANDING_DIR),
+            )?),
+            MeasurementFormat::Parquet => {
+                let known = cohort.patients.iter().map(|p| p.patient_id).collect();
+                Box::new(BronzeSink::new(&root, &run_id, "simulate", known))
+            }
+        },
     };
     let mut faults = FaultsFile::create(&root)?;
     const PROGRESS_UNITS: u64 = 10_000;

@@ -23,6 +23,8 @@ const ROW_GROUP_ROWS: usize = 131_072;
 pub struct Received<'a> {
     pub measurement: &'a Measurement,
     pub received_at: UtcMillis,
+    /// Where it came from (`simulate`, `kafka:<topic>/<partition>`, a file).
+    pub source: &'a std::sync::Arc<str>,
     pub source_offset: i64,
 }
 
@@ -46,6 +48,7 @@ struct BronzeBuffer {
     firmware_version: Vec<Option<std::sync::Arc<str>>>,
     quality_flag: Vec<&'static str>,
     received_at: Vec<i64>,
+    source: Vec<std::sync::Arc<str>>,
     source_offset: Vec<i64>,
 }
 
@@ -80,6 +83,14 @@ fn f64_column(name: &str, v: &[Option<f64>]) -> Column {
     Float64Chunked::from_slice_options(name.into(), v)
         .into_series()
         .into()
+}
+
+fn str_column<'s>(name: &str, values: impl Iterator<Item = &'s str>, len: usize) -> Column {
+    let mut b = StringChunkedBuilder::new(name.into(), len);
+    for v in values {
+        b.append_value(v);
+    }
+    b.finish().into_series().into()
 }
 
 fn const_str_column(name: &str, value: &str, len: usize) -> Column {
@@ -119,10 +130,11 @@ impl BronzeBuffer {
             .push(m.device.firmware_version.clone());
         self.quality_flag.push(m.quality_flag.code());
         self.received_at.push(r.received_at.0);
+        self.source.push(r.source.clone());
         self.source_offset.push(r.source_offset);
     }
 
-    fn to_frame(&self, run_id: &str, source: &str) -> PolarsResult<DataFrame> {
+    fn to_frame(&self, run_id: &str) -> PolarsResult<DataFrame> {
         let n = self.len();
         let mut fw = StringChunkedBuilder::new("firmware_version".into(), n);
         for f in &self.firmware_version {
@@ -155,7 +167,7 @@ impl BronzeBuffer {
             quality.finish().into_series().into(),
             time_column("received_at", &self.received_at),
             const_str_column("ingest_run_id", run_id, n),
-            const_str_column("source", source, n),
+            str_column("source", self.source.iter().map(|s| &**s), n),
             Int64Chunked::from_vec("source_offset".into(), self.source_offset.clone())
                 .into_series()
                 .into(),
@@ -205,10 +217,9 @@ fn encode(
     file: SharedFile,
     path: &Path,
     run_id: &str,
-    source: &str,
 ) -> Result<BronzeParquet, OutputError> {
     let perr = parquet_error(path);
-    let df = buffer.to_frame(run_id, source).map_err(&perr)?;
+    let df = buffer.to_frame(run_id).map_err(&perr)?;
     let mut writer = match writer {
         Some(w) => w,
         // Zstd level 1: Bronze is written once at ingest speed and read by one ETL run;
@@ -226,6 +237,7 @@ fn encode(
 /// A quarantined record.
 pub struct Rejected {
     pub received_at: UtcMillis,
+    pub source: std::sync::Arc<str>,
     pub source_offset: i64,
     pub message_id: Option<Uuid>,
     pub patient_id: Option<Uuid>,
@@ -239,7 +251,6 @@ pub struct Rejected {
 pub struct BronzeWriter {
     root: PathBuf,
     run_id: String,
-    source: String,
     open: BTreeMap<i64, OpenPartition>,
     /// Next part number per event day (a partition reopened after closing gets a new file).
     next_part: BTreeMap<i64, u32>,
@@ -251,11 +262,10 @@ pub struct BronzeWriter {
 }
 
 impl BronzeWriter {
-    pub fn new(root: &Path, run_id: &str, source: &str) -> Self {
+    pub fn new(root: &Path, run_id: &str) -> Self {
         BronzeWriter {
             root: root.to_path_buf(),
             run_id: run_id.to_string(),
-            source: source.to_string(),
             open: BTreeMap::new(),
             next_part: BTreeMap::new(),
             quarantine: BTreeMap::new(),
@@ -311,9 +321,9 @@ impl BronzeWriter {
         let buffer = std::mem::take(&mut p.buffer);
         p.rows += buffer.len() as u64;
         let (writer, file, path) = (p.writer.take(), p.file.clone(), p.path.clone());
-        let (run_id, source) = (self.run_id.clone(), self.source.clone());
+        let run_id = self.run_id.clone();
         p.in_flight = Some(std::thread::spawn(move || {
-            encode(buffer, writer, file, &path, &run_id, &source)
+            encode(buffer, writer, file, &path, &run_id)
         }));
         Ok(())
     }
@@ -391,7 +401,7 @@ impl BronzeWriter {
                 &rows.iter().map(|r| r.received_at.0).collect::<Vec<_>>(),
             ),
             const_str_column("ingest_run_id", &self.run_id, n),
-            const_str_column("source", &self.source, n),
+            str_column("source", rows.iter().map(|r| &*r.source), n),
             Int64Chunked::from_vec(
                 "source_offset".into(),
                 rows.iter().map(|r| r.source_offset).collect(),

@@ -35,6 +35,7 @@ type PatientSet = HashSet<Uuid, BuildHasherDefault<UuidHasher>>;
 
 pub struct BronzeSink {
     writer: BronzeWriter,
+    source: std::sync::Arc<str>,
     known_patients: PatientSet,
     offset: i64,
 }
@@ -42,7 +43,8 @@ pub struct BronzeSink {
 impl BronzeSink {
     pub fn new(root: &Path, run_id: &str, source: &str, known_patients: HashSet<Uuid>) -> Self {
         BronzeSink {
-            writer: BronzeWriter::new(root, run_id, source),
+            writer: BronzeWriter::new(root, run_id),
+            source: std::sync::Arc::from(source),
             known_patients: known_patients.into_iter().collect(),
             offset: 0,
         }
@@ -62,6 +64,7 @@ impl BronzeSink {
             if !reasons.is_empty() {
                 return Some(Box::new(Rejected {
                     received_at,
+                    source: self.source.clone(),
                     source_offset: 0,
                     message_id: None,
                     patient_id: None,
@@ -77,6 +80,7 @@ impl BronzeSink {
         (!reasons.is_empty()).then(|| {
             Box::new(Rejected {
                 received_at,
+                source: self.source.clone(),
                 source_offset: 0,
                 message_id: Some(m.message_id),
                 patient_id: Some(m.patient_id),
@@ -93,19 +97,29 @@ impl BronzeSink {
         m: &crate::domain::Measurement,
         received_at: crate::domain::UtcMillis,
     ) -> Vec<Rejection> {
-        let mut reasons = m.validate(received_at);
-        if !self.known_patients.contains(&m.patient_id) {
-            reasons.push(Rejection::new(
-                RejectReason::UnknownPatient,
-                Some("patient_id"),
-                format!(
-                    "patient_id {} is not in the reference patients",
-                    m.patient_id
-                ),
-            ));
-        }
-        reasons
+        admission_issues(m, received_at, &|id| self.known_patients.contains(id))
     }
+}
+
+/// Why a parsed record cannot enter Bronze: its validation ranges, its time against the ingest
+/// time, and whether its patient is known. One rule for every way into Bronze.
+pub fn admission_issues(
+    m: &crate::domain::Measurement,
+    received_at: crate::domain::UtcMillis,
+    known_patient: &dyn Fn(&Uuid) -> bool,
+) -> Vec<Rejection> {
+    let mut reasons = m.validate(received_at);
+    if !known_patient(&m.patient_id) {
+        reasons.push(Rejection::new(
+            RejectReason::UnknownPatient,
+            Some("patient_id"),
+            format!(
+                "patient_id {} is not in the reference patients",
+                m.patient_id
+            ),
+        ));
+    }
+    reasons
 }
 
 impl MeasurementSink for BronzeSink {
@@ -120,6 +134,7 @@ impl MeasurementSink for BronzeSink {
                 None => self.writer.accept(Received {
                     measurement: &r.measurement,
                     received_at: r.emit_at,
+                    source: &self.source,
                     source_offset,
                 })?,
                 Some(rejected) => self.writer.reject(Rejected {

@@ -20,6 +20,8 @@ pub enum OutputError {
     Io { path: PathBuf, source: io::Error },
     #[error("cannot write Parquet file {path}: {message}")]
     Parquet { path: PathBuf, message: String },
+    #[error("delivery failed: {0}")]
+    Delivery(String),
 }
 
 impl OutputError {

@@ -113,6 +113,18 @@ impl EngineState {
     pub fn patient_count(&self) -> usize {
         self.patients.len()
     }
+
+    /// The newest sample the engine has seen for `patient`.
+    pub fn last_sample_at(&self, patient: &Uuid) -> Option<UtcMillis> {
+        self.patients
+            .get(patient)
+            .and_then(|p| p.last_sample_at)
+            .map(UtcMillis)
+    }
+
+    pub fn open_alert_count(&self) -> usize {
+        self.patients.values().map(|p| p.open.len()).sum()
+    }
 }
 
 pub struct AlertEngine<'t> {

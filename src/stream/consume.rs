@@ -1,0 +1,619 @@
+//! `kidjamo stream`: a consumer group member that turns the measurements topic into Bronze
+//! micro-batches, quarantine and alerts.
+//!
+//! Each record is parsed and validated as it arrives; a valid one feeds the alert engine at
+//! once (alerts are published to the alerts topic without waiting for the batch, which is what
+//! keeps alert latency under a second). Every `flush_interval` or `flush_records` records, the
+//! micro-batch is made durable in this order:
+//!
+//! 1. Bronze, quarantine and alert files are written into a private staging folder in the lake,
+//!    synced, and renamed into place (a reader never sees a partial file);
+//! 2. the alerts topic acknowledges every alert published so far;
+//! 3. each partition's checkpoint (next offset + engine state) is written, atomically;
+//! 4. the offsets are committed to Kafka.
+//!
+//! A crash before 3 replays the batch: Bronze gets copies that Silver removes by `message_id`,
+//! the engine recomputes the same alerts (same ids, same content). A crash between 3 and 4
+//! re-reads records that are already durable; they are recognised by their offset (below the
+//! checkpoint) and skipped. A partition taken away by a rebalance drops its unflushed records
+//! and state: its new owner reads them again from the committed offset and the checkpoint.
+
+use super::alerter::{Fed, StreamAlerter};
+use super::checkpoint::{self, PartitionCheckpoint};
+use super::kafka::{consumer_config, Compression, KafkaTarget};
+use super::legacy;
+use super::metrics::Metrics;
+use super::produce::{connect_producer, produce, CountingProducer, OutRecord};
+use super::source::InputFormat;
+use super::StreamError;
+use crate::domain::alerts::{Alert, AlertEvent, PatientContext};
+use crate::domain::thresholds::Thresholds;
+use crate::domain::time::UtcMillis;
+use crate::domain::{wire, Measurement};
+use crate::etl::silver::Reference;
+use crate::lake::alerts::write_alerts;
+use crate::lake::bronze::{BronzeWriter, Received, Rejected};
+use crate::lake::bronze_sink::admission_issues;
+use crate::lake::layout;
+use crate::output::{OutputError, WrittenFile};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::Producer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub struct StreamSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub alerts_topic: String,
+    pub group: String,
+    pub lake: PathBuf,
+    pub flush_interval: Duration,
+    pub flush_records: usize,
+    pub input_format: InputFormat,
+    pub compression: Compression,
+    /// Partitions of topics this process creates.
+    pub partitions: i32,
+    /// Stop (after a last flush) when no record has come for this long.
+    pub until_idle: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StreamReport {
+    pub run_id: String,
+    pub consumed: u64,
+    pub written: u64,
+    pub quarantined: u64,
+    pub skipped_durable: u64,
+    pub stale: u64,
+    pub alerts_opened: u64,
+    pub batches: u64,
+    pub reasons: BTreeMap<String, u64>,
+    /// From the first record to the last, plus the last flush: the time spent working (an
+    /// `--until-idle` run also waits that long before it stops).
+    pub active_secs: f64,
+}
+
+/// Rebalance notices, passed from librdkafka's callback (inside `poll`) to the loop.
+#[derive(Default)]
+struct RebalanceNotes {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for RebalanceNotes {}
+
+impl ConsumerContext for RebalanceNotes {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if let Ok(mut r) = self.revoked.lock() {
+                r.extend(tpl.elements().iter().map(|e| e.partition()));
+            }
+        }
+    }
+}
+
+struct PartitionState<'t> {
+    alerter: StreamAlerter<'t>,
+    /// Offsets below this are durable (from the checkpoint).
+    durable_next: i64,
+    /// The offset after the last record taken into the current batch.
+    next: i64,
+    source: Arc<str>,
+}
+
+#[derive(Default)]
+struct Batch {
+    accepted: Vec<(Measurement, UtcMillis, Arc<str>, i64)>,
+    rejected: Vec<Rejected>,
+    /// The latest state of each alert touched in this batch, with its partition.
+    alerts: BTreeMap<Uuid, (i32, Alert)>,
+}
+
+impl Batch {
+    fn records(&self) -> usize {
+        self.accepted.len() + self.rejected.len()
+    }
+}
+
+pub struct Streamer<'a> {
+    settings: &'a StreamSettings,
+    thresholds: &'a Thresholds,
+    reference: &'a Reference,
+    metrics: Arc<Metrics>,
+    consumer: BaseConsumer<RebalanceNotes>,
+    alerts: CountingProducer,
+    partitions: HashMap<i32, PartitionState<'a>>,
+    batch: Batch,
+    report: StreamReport,
+    batch_seq: u64,
+    alert_headers: OwnedHeaders,
+}
+
+impl<'a> Streamer<'a> {
+    /// Connects, checking within 10 s that the cluster answers (a broker that is down at start
+    /// is an error, not a wait).
+    pub fn connect(
+        settings: &'a StreamSettings,
+        thresholds: &'a Thresholds,
+        reference: &'a Reference,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StreamError> {
+        let target = KafkaTarget {
+            brokers: settings.brokers.clone(),
+            topic: settings.topic.clone(),
+        };
+        let timeout = Duration::from_secs(10);
+        super::topics::ensure_topic(
+            &settings.brokers,
+            &settings.topic,
+            settings.partitions,
+            timeout,
+        )?;
+        let alerts_target = KafkaTarget {
+            brokers: settings.brokers.clone(),
+            topic: settings.alerts_topic.clone(),
+        };
+        let alerts = connect_producer(
+            &alerts_target,
+            settings.compression,
+            settings.partitions,
+            timeout,
+        )?;
+        let consumer: BaseConsumer<RebalanceNotes> =
+            consumer_config(&settings.brokers, &settings.group)
+                .create_with_context(RebalanceNotes::default())
+                .map_err(|e| StreamError::kafka(&target, "cannot create a consumer", e))?;
+        consumer
+            .subscribe(&[&settings.topic])
+            .map_err(|e| StreamError::kafka(&target, "cannot subscribe", e))?;
+        let run_id = format!("stream-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        Ok(Streamer {
+            settings,
+            thresholds,
+            reference,
+            metrics,
+            consumer,
+            alerts,
+            partitions: HashMap::new(),
+            batch: Batch::default(),
+            report: StreamReport {
+                run_id,
+                ..StreamReport::default()
+            },
+            batch_seq: 0,
+            alert_headers: OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            }),
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.report.run_id
+    }
+
+    /// Consumes until `stop` is set (SIGINT/SIGTERM) or, with `until_idle`, until the topic
+    /// has been quiet that long; then flushes, commits and returns.
+    pub fn run(
+        mut self,
+        stop: &AtomicBool,
+        status: &mut dyn FnMut(&Metrics),
+    ) -> Result<StreamReport, StreamError> {
+        let mut last_flush = Instant::now();
+        let mut last_record = Instant::now();
+        let mut first_record: Option<Instant> = None;
+        let mut buffer: Vec<u8> = Vec::with_capacity(1024);
+        let mut last_status = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            self.drop_revoked();
+            match self.consumer.poll(Duration::from_millis(50)) {
+                None => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
+                Some(Ok(msg)) => {
+                    last_record = Instant::now();
+                    first_record.get_or_insert(last_record);
+                    // The message borrows the consumer: copy what we need and let it go.
+                    let (partition, offset) = (msg.partition(), msg.offset());
+                    let payload = msg.payload().unwrap_or_default();
+                    buffer.clear();
+                    if self.settings.input_format == InputFormat::Legacy {
+                        buffer.extend_from_slice(&legacy::to_schema_v1(payload));
+                    } else {
+                        buffer.extend_from_slice(payload);
+                    }
+                    drop(msg);
+                    self.take(partition, offset, &buffer)?;
+                }
+            }
+            self.alerts.poll(Duration::ZERO);
+            let due = last_flush.elapsed() >= self.settings.flush_interval;
+            if self.batch.records() >= self.settings.flush_records
+                || (due && self.batch.records() > 0)
+            {
+                self.flush()?;
+                last_flush = Instant::now();
+            } else if due {
+                last_flush = Instant::now();
+            }
+            if last_status.elapsed() >= Duration::from_secs(2) {
+                self.update_gauges();
+                status(&self.metrics);
+                last_status = Instant::now();
+            }
+            if self
+                .settings
+                .until_idle
+                .is_some_and(|idle| last_record.elapsed() >= idle)
+            {
+                break;
+            }
+        }
+        self.drop_revoked();
+        let final_flush = Instant::now();
+        self.flush()?;
+        if let Some(first) = first_record {
+            self.report.active_secs =
+                (last_record - first).as_secs_f64() + final_flush.elapsed().as_secs_f64();
+        }
+        self.update_gauges();
+        status(&self.metrics);
+        self.report.alerts_opened = self.metrics.alerts_opened();
+        Ok(self.report)
+    }
+
+    /// Forgets partitions a rebalance took away: their unflushed records will be read again
+    /// by their new owner.
+    fn drop_revoked(&mut self) {
+        let revoked: Vec<i32> = self
+            .consumer
+            .context()
+            .revoked
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        if revoked.is_empty() {
+            return;
+        }
+        for p in &revoked {
+            self.partitions.remove(p);
+        }
+        let source_of = |s: &str| {
+            s.rsplit('/')
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .is_some_and(|p| revoked.contains(&p))
+        };
+        self.batch.accepted.retain(|(_, _, s, _)| !source_of(s));
+        self.batch.rejected.retain(|r| !source_of(&r.source));
+        // Published alerts stay published; their lake rows come again when the new owner
+        // replays the records from the checkpoint.
+        self.batch.alerts.retain(|_, (p, _)| !revoked.contains(p));
+        tracing::info!(
+            ?revoked,
+            "partitions revoked; their unflushed records are left to the new owner"
+        );
+    }
+
+    fn partition(&mut self, partition: i32) -> Result<&mut PartitionState<'a>, StreamError> {
+        if !self.partitions.contains_key(&partition) {
+            let cp = checkpoint::load(
+                &self.settings.lake,
+                &self.settings.group,
+                &self.settings.topic,
+                partition,
+            )?;
+            let (alerter, durable_next) = match cp {
+                Some(cp) => (
+                    StreamAlerter::resume(self.thresholds, cp.engine, cp.watermark),
+                    cp.next_offset,
+                ),
+                None => (StreamAlerter::new(self.thresholds), 0),
+            };
+            // A topic deleted and created again starts its offsets afresh: a checkpoint beyond
+            // its end belongs to the old topic, and skipping records below it would lose them.
+            let durable_next = match self.consumer.fetch_watermarks(
+                &self.settings.topic,
+                partition,
+                Duration::from_secs(5),
+            ) {
+                Ok((_, high)) if high < durable_next => {
+                    tracing::warn!(partition, checkpoint = durable_next, end = high, "the topic is behind its checkpoint (recreated?); reading it from its start");
+                    0
+                }
+                _ => durable_next,
+            };
+            self.partitions.insert(
+                partition,
+                PartitionState {
+                    alerter,
+                    durable_next,
+                    next: durable_next,
+                    source: Arc::from(format!("kafka:{}/{partition}", self.settings.topic)),
+                },
+            );
+        }
+        Ok(self
+            .partitions
+            .get_mut(&partition)
+            .expect("invariant: inserted above"))
+    }
+
+    fn take(&mut self, partition: i32, offset: i64, raw: &[u8]) -> Result<(), StreamError> {
+        self.metrics.consumed.fetch_add(1, Ordering::Relaxed);
+        self.report.consumed += 1;
+        let reference = self.reference;
+        let received_at = UtcMillis(chrono::Utc::now().timestamp_millis());
+        let state = self.partition(partition)?;
+        if offset < state.durable_next {
+            self.metrics.skipped_durable.fetch_add(1, Ordering::Relaxed);
+            self.report.skipped_durable += 1;
+            return Ok(());
+        }
+        state.next = offset + 1;
+        let source = state.source.clone();
+        let parsed = wire::parse_json(raw).and_then(|m| {
+            let issues = admission_issues(&m, received_at, &|id| reference.contains_key(id));
+            if issues.is_empty() {
+                Ok(m)
+            } else {
+                Err(issues)
+            }
+        });
+        let m = match parsed {
+            Ok(m) => m,
+            Err(reasons) => {
+                // Ids are kept when the record parsed (they help find the sender).
+                let ids = wire::parse_json(raw).ok();
+                self.batch.rejected.push(Rejected {
+                    received_at,
+                    source,
+                    source_offset: offset,
+                    message_id: ids.as_ref().map(|m| m.message_id),
+                    patient_id: ids.as_ref().map(|m| m.patient_id),
+                    device_id: ids.as_ref().map(|m| m.device_id),
+                    recorded_at: ids.as_ref().map(|m| m.recorded_at),
+                    reasons,
+                    raw_payload: String::from_utf8_lossy(raw).into_owned(),
+                });
+                return Ok(());
+            }
+        };
+        let Some(patient) = reference.get(&m.patient_id) else {
+            return Ok(()); // unreachable: admission checked the patient
+        };
+        let ctx = PatientContext {
+            patient_id: m.patient_id,
+            birth_date: patient.birth_date,
+        };
+        let fed = state.alerter.on_measurement(&ctx, &m);
+        self.batch.accepted.push((m, received_at, source, offset));
+        match fed {
+            Fed::Stale => {
+                self.metrics.stale.fetch_add(1, Ordering::Relaxed);
+                self.report.stale += 1;
+            }
+            Fed::Evaluated(events) => self.publish(events, partition, offset)?,
+        }
+        Ok(())
+    }
+
+    /// Publishes alert events at once and keeps their latest state for the lake.
+    fn publish(
+        &mut self,
+        events: Vec<AlertEvent>,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), StreamError> {
+        for event in events {
+            let alert = event.alert();
+            let kind = match &event {
+                AlertEvent::Opened(_) => "opened",
+                AlertEvent::Updated(_) => "updated",
+                AlertEvent::AutoResolved(_) => "auto_resolved",
+            };
+            if kind == "opened" {
+                self.metrics
+                    .alert_opened(&alert.rule_id, alert.severity.as_str());
+            }
+            // Updates (the condition seen again while open) go to the lake only: the topic
+            // carries what a clinician acts on, an alert opening and its resolution.
+            if kind != "updated" {
+                let record = OutRecord {
+                    key: Some(alert.patient_id.to_string()),
+                    timestamp_ms: Some(alert.last_seen_at.0),
+                    payload: alert_json(alert, kind),
+                };
+                let trigger = format!("{partition}:{offset}");
+                let headers = self.alert_headers.clone().insert(Header {
+                    key: "kidjamo-trigger",
+                    value: Some(trigger.as_str()),
+                });
+                if let Err(e) =
+                    produce(&self.alerts, &self.settings.alerts_topic, &record, &headers)
+                {
+                    tracing::error!(error = %e, "alert not handed to the producer");
+                    self.metrics
+                        .alert_delivery_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.batch
+                .alerts
+                .insert(alert.alert_id, (partition, alert.clone()));
+        }
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let open: usize = self
+            .partitions
+            .values()
+            .map(|p| p.alerter.open_alerts())
+            .sum();
+        self.metrics
+            .open_alerts
+            .store(open as i64, Ordering::Relaxed);
+        let mut lag = 0i64;
+        for (p, st) in &self.partitions {
+            if let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.settings.topic, *p, Duration::from_millis(500))
+            {
+                lag += (high - st.next).max(0);
+            }
+        }
+        self.metrics.consumer_lag.store(lag, Ordering::Relaxed);
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        let started = Instant::now();
+        let dirty: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, st)| st.next > st.durable_next)
+            .map(|(p, _)| *p)
+            .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_seq += 1;
+        let batch_id = format!("{}-{}", self.report.run_id, self.batch_seq);
+        let (written, quarantined, reasons) = write_batch(&self.settings.lake, &batch_id, batch)?;
+        for (r, n) in reasons {
+            *self.report.reasons.entry(r).or_insert(0) += n;
+        }
+        // Every alert published so far is acknowledged before the offsets move on.
+        if self.alerts.flush(Duration::from_secs(30)).is_err() {
+            let lost = self.alerts.in_flight_count();
+            self.metrics
+                .alert_delivery_failures
+                .fetch_add(lost.max(0) as u64, Ordering::Relaxed);
+            tracing::error!(lost, "the alerts topic did not acknowledge every alert within 30 s (they are in the lake)");
+        }
+        let mut offsets = TopicPartitionList::new();
+        for p in &dirty {
+            let Some(st) = self.partitions.get_mut(p) else {
+                continue;
+            };
+            checkpoint::store(
+                &self.settings.lake,
+                &self.settings.group,
+                &PartitionCheckpoint {
+                    topic: self.settings.topic.clone(),
+                    partition: *p,
+                    next_offset: st.next,
+                    watermark: st.alerter.watermark(),
+                    engine: st.alerter.state(),
+                },
+            )?;
+            st.durable_next = st.next;
+            offsets
+                .add_partition_offset(&self.settings.topic, *p, Offset::Offset(st.next))
+                .map_err(|e| StreamError::Kafka {
+                    target: self.settings.topic.clone(),
+                    what: "offset list".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+            // The data and the checkpoint are durable: a later commit, or the checkpoint on
+            // restart, covers it.
+            tracing::warn!(error = %e, "offset commit failed; the checkpoint keeps the position");
+        }
+        self.metrics.written.fetch_add(written, Ordering::Relaxed);
+        self.metrics
+            .quarantined
+            .fetch_add(quarantined, Ordering::Relaxed);
+        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        self.metrics.observe_flush(started.elapsed().as_secs_f64());
+        self.report.written += written;
+        self.report.quarantined += quarantined;
+        self.report.batches += 1;
+        Ok(())
+    }
+}
+
+/// Writes a batch's Bronze, quarantine and alert files durably into the lake: into a staging
+/// folder first, then renamed into place.
+fn write_batch(
+    lake: &Path,
+    batch_id: &str,
+    batch: Batch,
+) -> Result<(u64, u64, BTreeMap<String, u64>), StreamError> {
+    let staging = lake.join(format!(".kidjamo-staging-{batch_id}"));
+    let io = |p: &Path, e: std::io::Error| StreamError::Output(OutputError::io(p, e));
+    std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    let mut writer = BronzeWriter::new(&staging, batch_id);
+    for (m, received_at, source, offset) in &batch.accepted {
+        writer.accept(Received {
+            measurement: m,
+            received_at: *received_at,
+            source,
+            source_offset: *offset,
+        })?;
+    }
+    for r in batch.rejected {
+        writer.reject(r);
+    }
+    let reasons = writer.reasons.clone();
+    let (mut files, written, quarantined) = writer.finish()?;
+    let mut by_day: BTreeMap<chrono::NaiveDate, Vec<Alert>> = BTreeMap::new();
+    for (_, a) in batch.alerts.into_values() {
+        by_day.entry(a.last_seen_at.date()).or_default().push(a);
+    }
+    for (day, alerts) in by_day {
+        let rel = layout::alerts_part(layout::ALERT_DIRS[0], day, batch_id, 0);
+        files.push(write_alerts(&staging, rel, &alerts)?);
+    }
+    publish_files(&staging, lake, &files)?;
+    std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    Ok((written, quarantined, reasons))
+}
+
+/// Renames synced files from `staging` into `lake` and syncs the folders they land in.
+fn publish_files(staging: &Path, lake: &Path, files: &[WrittenFile]) -> Result<(), StreamError> {
+    let io = |p: &Path, e: std::io::Error| StreamError::Output(OutputError::io(p, e));
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in files {
+        let (from, to) = (staging.join(&f.path), lake.join(&f.path));
+        let dir = to.parent().unwrap_or(lake).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        std::fs::rename(&from, &to).map_err(|e| io(&to, e))?;
+        dirs.insert(dir);
+    }
+    for d in dirs {
+        checkpoint::sync_dir(&d).map_err(|e| io(&d, e))?;
+    }
+    Ok(())
+}
+
+/// The alert as the alerts topic carries it: SPEC §4.5's fields, times in RFC 3339, and what
+/// happened (`opened`, `auto_resolved`).
+pub fn alert_json(a: &Alert, event: &str) -> Vec<u8> {
+    let value = serde_json::json!({
+        "event": event,
+        "alert_id": a.alert_id,
+        "patient_id": a.patient_id,
+        "device_id": a.device_id,
+        "rule_id": a.rule_id,
+        "severity": a.severity.as_str(),
+        "title": a.title,
+        "message": a.message,
+        "first_seen_at": a.first_seen_at.to_rfc3339(),
+        "last_seen_at": a.last_seen_at.to_rfc3339(),
+        "vitals_snapshot": a.vitals_snapshot,
+        "trigger_conditions": a.trigger_conditions,
+        "suggested_actions": a.suggested_actions,
+        "status": crate::lake::alerts::status_str(a.status),
+        "escalation_level": a.escalation_level,
+        "occurrences": a.occurrences,
+    });
+    serde_json::to_vec(&value).unwrap_or_default()
+}

@@ -1,0 +1,526 @@
+//! The live path against a real Kafka-protocol broker (tansu): simulate → replay → stream, a
+//! kill -9 in the middle, bad records, and a broker that is down or restarts.
+
+mod support;
+
+use assert_cmd::Command;
+use kidjamo::domain::alerts::{Alert, PatientContext};
+use kidjamo::domain::thresholds::Thresholds;
+use kidjamo::etl::frame::{read_files, Columns};
+use kidjamo::etl::rows::MeasurementRows;
+use kidjamo::etl::silver::read_reference;
+use kidjamo::stream::alerter::{Fed, StreamAlerter};
+use kidjamo::stream::source::{for_each_record, Flow, Input, InputFormat};
+use polars::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::kafka::Broker;
+use uuid::Uuid;
+
+fn kidjamo() -> Command {
+    let mut c = Command::cargo_bin("kidjamo").expect("binary built");
+    c.env_remove("KIDJAMO_CONFIG").env_remove("RUST_LOG");
+    c
+}
+
+fn std_kidjamo() -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("kidjamo"));
+    c.env_remove("KIDJAMO_CONFIG").env_remove("RUST_LOG");
+    c
+}
+
+/// Clock-skew faults are turned off: whether a skewed sample is "in the future" depends on when
+/// it is ingested, and this comparison wants the same verdicts from simulate and stream.
+const NO_SKEW: &str = "simulate:\n  faults:\n    clock_skew_per_day: 0.0\n";
+
+fn simulate(root: &Path, format: &str, patients: u32, hours_days: u32) {
+    let config = root.with_extension("yaml");
+    std::fs::write(&config, NO_SKEW).expect("config");
+    kidjamo()
+        .args(["--config"])
+        .arg(&config)
+        .args([
+            "simulate",
+            "--patients",
+            &patients.to_string(),
+            "--days",
+            &hours_days.to_string(),
+            "--start",
+            "2026-03-02",
+            "--seed",
+            "11",
+            "--format",
+            format,
+            "--out",
+        ])
+        .arg(root)
+        .assert()
+        .success();
+}
+
+fn parquet_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Bronze rows as wire JSON (what was received, without ingest metadata), as a multiset.
+fn bronze_content(root: &Path) -> BTreeMap<String, u32> {
+    let files = parquet_under(&root.join("bronze/measurements"));
+    let mut out = BTreeMap::new();
+    if files.is_empty() {
+        return out;
+    }
+    for_each_record(
+        &Input::Parquet(files),
+        InputFormat::V1,
+        &mut |_| {},
+        &mut |r| {
+            *out.entry(String::from_utf8(r.payload).expect("utf-8"))
+                .or_insert(0) += 1;
+            Ok(Flow::Continue)
+        },
+    )
+    .expect("Bronze readable");
+    out
+}
+
+/// Quarantine as (reason codes, raw payload), as a multiset.
+fn quarantine_content(root: &Path) -> BTreeMap<(String, String), u32> {
+    let files = parquet_under(&root.join("quarantine/measurements"));
+    let mut out = BTreeMap::new();
+    let Some(df) = read_files(&files).expect("quarantine readable") else {
+        return out;
+    };
+    let reasons = df
+        .column("reason_codes")
+        .expect("col")
+        .str()
+        .expect("str")
+        .clone();
+    let raw = df
+        .column("raw_payload")
+        .expect("col")
+        .str()
+        .expect("str")
+        .clone();
+    for (r, p) in reasons.into_iter().zip(raw.into_iter()) {
+        *out.entry((r.unwrap_or("").to_string(), p.unwrap_or("").to_string()))
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+/// The final state of every alert the stream wrote: for each alert id, its row from the last
+/// micro-batch that touched it.
+fn stream_alerts(root: &Path) -> BTreeMap<Uuid, (String, String, i64, i64, u32)> {
+    let mut files = parquet_under(&root.join("alerts/stream"));
+    // part-<run>-<batch>-0.parquet: order by run (start order is the test's) then batch number.
+    let batch_of = |p: &PathBuf| -> (u64, String) {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let parts: Vec<&str> = name
+            .trim_end_matches("-0.parquet")
+            .rsplitn(2, '-')
+            .collect();
+        let seq = parts.first().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let modified = std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let run_started = modified.map(|m| format!("{m:?}")).unwrap_or_default();
+        (seq, run_started)
+    };
+    files.sort_by_key(|p| {
+        let (seq, _) = batch_of(p);
+        (std::fs::metadata(p).and_then(|m| m.modified()).ok(), seq)
+    });
+    let mut out = BTreeMap::new();
+    for f in files {
+        let df = read_files(&[f]).expect("alerts readable").expect("rows");
+        let c = Columns::new(&df, "alerts");
+        let id = c.str("alert_id").expect("id");
+        let rule = c.str("rule_id").expect("rule");
+        let status = c.str("status").expect("status");
+        let first = c.millis("first_seen_at").expect("first");
+        let last = c.millis("last_seen_at").expect("last");
+        let occ = c.i64("occurrences").expect("occ");
+        for i in 0..df.height() {
+            let key = Uuid::try_parse(id.get(i).expect("id")).expect("uuid");
+            out.insert(
+                key,
+                (
+                    rule.get(i).expect("rule").to_string(),
+                    status.get(i).expect("status").to_string(),
+                    first.get(i).expect("first"),
+                    last.get(i).expect("last"),
+                    occ.get(i).expect("occ") as u32,
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The alerts the stream's policy gives for the valid records it stored, recomputed offline:
+/// per partition (from Bronze's `source`), in Kafka offset order.
+fn offline_alerts(
+    root: &Path,
+    thresholds: &Thresholds,
+) -> BTreeMap<Uuid, (String, String, i64, i64, u32)> {
+    let files = parquet_under(&root.join("bronze/measurements"));
+    let df = read_files(&files).expect("Bronze").expect("rows");
+    let df = df
+        .lazy()
+        .unique_stable(
+            Some(cols(["source", "source_offset"])),
+            UniqueKeepStrategy::First,
+        )
+        .sort(["source", "source_offset"], SortMultipleOptions::default())
+        .collect()
+        .expect("sorted");
+    let reference = read_reference(root).expect("reference");
+    let c = Columns::new(&df, "Bronze");
+    let rows = MeasurementRows::with_message_ids(&c).expect("rows");
+    let source = c.str("source").expect("source");
+    let mut alerters: HashMap<String, StreamAlerter<'_>> = HashMap::new();
+    let mut finals: BTreeMap<Uuid, Alert> = BTreeMap::new();
+    let mut firmware = None;
+    for i in 0..df.height() {
+        let patient = Uuid::try_parse(rows.patient.get(i).expect("p")).expect("uuid");
+        let m = rows.measurement(i, patient, &mut firmware);
+        let ctx = PatientContext {
+            patient_id: patient,
+            birth_date: reference[&patient].birth_date,
+        };
+        let a = alerters
+            .entry(source.get(i).expect("source").to_string())
+            .or_insert_with(|| StreamAlerter::new(thresholds));
+        if let Fed::Evaluated(events) = a.on_measurement(&ctx, &m) {
+            for e in events {
+                finals.insert(e.alert().alert_id, e.alert().clone());
+            }
+        }
+    }
+    finals
+        .into_iter()
+        .map(|(id, a)| {
+            (
+                id,
+                (
+                    a.rule_id.clone(),
+                    kidjamo::lake::alerts::status_str(a.status).to_string(),
+                    a.first_seen_at.0,
+                    a.last_seen_at.0,
+                    a.occurrences,
+                ),
+            )
+        })
+        .collect()
+}
+
+fn replay(broker: &Broker, input: &Path, topic: &str) {
+    kidjamo()
+        .args(["replay", "--input"])
+        .arg(input)
+        .args(["--to", &broker.url(topic), "--partitions", "3"])
+        .assert()
+        .success();
+}
+
+fn stream_until_idle(broker: &Broker, lake: &Path, topic: &str, extra: &[&str]) -> String {
+    let out = kidjamo()
+        .args(["stream", "--from", &broker.url(topic), "--lake"])
+        .arg(lake)
+        .args([
+            "--group",
+            "g1",
+            "--alerts-topic",
+            &format!("{topic}.alerts"),
+            "--until-idle",
+            "4",
+        ])
+        .args(extra)
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success();
+    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+}
+
+/// Copies the reference tables of `from` into a fresh lake `to` (what `stream` reads).
+fn lake_with_reference(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("reference")).expect("mkdir");
+    for e in std::fs::read_dir(from.join("reference"))
+        .expect("reference")
+        .flatten()
+    {
+        std::fs::copy(e.path(), to.join("reference").join(e.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn simulate_replay_stream_gives_simulated_bronze_quarantine_and_the_offline_alerts() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim_jsonl, sim_bronze, lake) = (
+        dir.path().join("sim"),
+        dir.path().join("simpq"),
+        dir.path().join("lake"),
+    );
+    simulate(&sim_jsonl, "jsonl", 12, 1);
+    simulate(&sim_bronze, "parquet", 12, 1);
+    lake_with_reference(&sim_jsonl, &lake);
+    replay(&broker, &sim_jsonl, "m1");
+    let summary = stream_until_idle(&broker, &lake, "m1", &[]);
+    assert!(summary.contains("0 already durable"), "{summary}");
+
+    let expected = bronze_content(&sim_bronze);
+    let got = bronze_content(&lake);
+    assert!(
+        expected.values().sum::<u32>() > 30_000,
+        "a day of 12 patients"
+    );
+    assert!(
+        expected.values().any(|n| *n > 1),
+        "the simulation resends duplicates"
+    );
+    assert_eq!(got.len(), expected.len(), "distinct Bronze records");
+    assert!(
+        got == expected,
+        "stream Bronze equals simulate's Bronze, duplicates included"
+    );
+
+    let q_expected = quarantine_content(&sim_bronze);
+    assert!(
+        !q_expected.is_empty(),
+        "the simulation injects malformed records"
+    );
+    assert_eq!(
+        quarantine_content(&lake),
+        q_expected,
+        "same records quarantined, same reasons"
+    );
+
+    let thresholds = Thresholds::reference();
+    let offline = offline_alerts(&lake, &thresholds);
+    let streamed = stream_alerts(&lake);
+    assert!(
+        offline.len() > 10,
+        "the day raises alerts: {}",
+        offline.len()
+    );
+    assert_eq!(
+        streamed, offline,
+        "the stream's alerts are the engine's alerts over the same records"
+    );
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, lake, reference_run) = (
+        dir.path().join("sim"),
+        dir.path().join("lake"),
+        dir.path().join("ref"),
+    );
+    simulate(&sim, "jsonl", 12, 1);
+    lake_with_reference(&sim, &lake);
+    lake_with_reference(&sim, &reference_run);
+    replay(&broker, &sim, "m2");
+    // An uninterrupted run in another group gives the reference.
+    kidjamo()
+        .args(["stream", "--from", &broker.url("m2"), "--lake"])
+        .arg(&reference_run)
+        .args([
+            "--group",
+            "reference",
+            "--alerts-topic",
+            "m2.alerts.ref",
+            "--until-idle",
+            "4",
+        ])
+        .assert()
+        .success();
+
+    // Small batches, so that the kill lands between checkpoints.
+    let mut child = std_kidjamo()
+        .args(["stream", "--from", &broker.url("m2"), "--lake"])
+        .arg(&lake)
+        .args([
+            "--group",
+            "g2",
+            "--alerts-topic",
+            "m2.alerts",
+            "--flush-records",
+            "3000",
+            "--flush-interval",
+            "0.2",
+            "-q",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("stream starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while parquet_under(&lake.join("bronze/measurements")).len() < 3 {
+        assert!(Instant::now() < deadline, "stream wrote nothing in 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    let before = bronze_content(&lake).values().sum::<u32>();
+    let summary = stream_until_idle(&broker, &lake, "m2", &["--flush-records", "3000"]);
+    let expected = bronze_content(&reference_run);
+    let got = bronze_content(&lake);
+    assert!(
+        before > 0 && before < expected.values().sum::<u32>(),
+        "killed mid-stream: {before}"
+    );
+    // Every record arrived; a record is in Bronze more often than it was sent only when the
+    // kill fell inside a flush (Silver removes those by message_id).
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "nothing lost"
+    );
+    for (record, n) in &expected {
+        assert!(got[record] >= *n, "a record lost a copy");
+    }
+    assert!(summary.contains("stream "), "{summary}");
+    assert_eq!(
+        stream_alerts(&lake),
+        stream_alerts(&reference_run),
+        "same alerts as an uninterrupted run"
+    );
+    assert_eq!(
+        quarantine_content(&lake).keys().collect::<Vec<_>>(),
+        quarantine_content(&reference_run)
+            .keys()
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn bad_records_are_quarantined_with_one_reason_per_rule_and_counts_reconcile() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, lake) = (dir.path().join("sim"), dir.path().join("lake"));
+    simulate(&sim, "jsonl", 2, 1);
+    lake_with_reference(&sim, &lake);
+    let reference = read_reference(&lake).expect("reference");
+    let patient = *reference.keys().next().expect("a patient");
+    let good = |id: u128, spo2: &str| {
+        format!(
+            r#"{{"schema_version":1,"message_id":"{}","patient_id":"{patient}","device_id":"d4c2b1a0-1111-4222-8333-944455556666","recorded_at":"2026-03-02T08:30:05Z","vitals":{{"spo2_pct":{spo2},"heart_rate_bpm":88}},"device":{{"battery_pct":77}},"quality_flag":"ok"}}"#,
+            Uuid::from_u128(id)
+        )
+    };
+    let lines = [
+        good(1, "95.4"),
+        good(1, "95.4"), // resent: same message_id, kept in Bronze, removed by Silver
+        "{\"schema_version\":1,\"message_id\":".to_string(), // malformed JSON
+        good(2, "\"high\""), // wrong type
+        good(3, "130"),  // out of range
+        good(4, "95").replace(&patient.to_string(), "00000000-0000-4000-8000-000000000000"), // unknown patient
+        good(5, "95").replace("\"ok\"", "\"sparkly\""), // unknown quality flag
+    ];
+    let input = dir.path().join("bad.jsonl");
+    std::fs::write(&input, lines.join("\n")).expect("write");
+    replay(&broker, &input, "m3");
+    let summary = stream_until_idle(&broker, &lake, "m3", &[]);
+    assert!(summary.contains("7 records consumed"), "{summary}");
+    assert!(summary.contains("→ 2 Bronze, 5 quarantined"), "{summary}");
+    let q = quarantine_content(&lake);
+    let reasons: Vec<&str> = q.keys().map(|(r, _)| r.as_str()).collect();
+    for expected in [
+        "malformed_json",
+        "spo2_pct",
+        "out_of_range:spo2_pct",
+        "unknown_patient:patient_id",
+        "unknown_quality_flag",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{expected} in {reasons:?}"
+        );
+    }
+    assert!(
+        q.keys().any(|(_, raw)| raw == &lines[2]),
+        "the raw payload is kept"
+    );
+    let bronze = bronze_content(&lake);
+    assert_eq!(bronze.values().sum::<u32>(), 2);
+}
+
+#[test]
+fn a_broker_that_is_down_is_a_clear_error_and_a_restart_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = dir.path().join("sim");
+    simulate(&sim, "jsonl", 2, 1);
+    // Down at start: nothing listens on the port.
+    let mut down = Broker::start();
+    let url = down.url("m4");
+    down.stop();
+    for cmd in [
+        vec![
+            "replay",
+            "--input",
+            sim.to_str().expect("path"),
+            "--to",
+            &url,
+        ],
+        vec![
+            "stream",
+            "--from",
+            &url,
+            "--lake",
+            sim.to_str().expect("path"),
+        ],
+    ] {
+        let started = Instant::now();
+        let out = kidjamo()
+            .args(&cmd)
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            err.contains(&down.address()) && err.contains("does not answer"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "fails fast");
+    }
+    // Restarted mid-run: replay paced over ~3 s; the broker goes away for a second at 1 s.
+    let mut broker = Broker::start();
+    let mut child = std_kidjamo()
+        .args(["replay", "--input"])
+        .arg(&sim)
+        .args(["--to", &broker.url("m5"), "--rate", "2000", "-q"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("replay starts");
+    std::thread::sleep(Duration::from_secs(1));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    broker.restart();
+    let out = child.wait_with_output().expect("replay ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "every record acknowledged after the restart: {text}"
+    );
+    assert!(text.contains(" 0 failed"), "{text}");
+}
