@@ -62,7 +62,11 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on port {} within 20 s", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on port {} within 20 s",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The server the tests use: `KIDJAMO_TEST_PG` (an admin connection URL; scripts/test.sh sets
