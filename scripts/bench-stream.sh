@@ -38,10 +38,12 @@ echo "== 1. replay throughput (6 partitions, lz4, idempotent, acks=all)"
 python3 scripts/bench/kafka_ref.py produce "$brokers" bench.reference "$input" | tee "$work/ref-produce.json"
 
 echo "== 2. stream throughput (Bronze + quarantine + alerts + checkpoints, default 5 s micro-batches)"
-mkdir -p "$work/stream"; cp -r "$work/lake/reference" "$work/stream/"
+mkdir -p "$work/stream"; cp -r "$work/lake/reference" "$work/lake/ground_truth" "$work/stream/"
 /usr/bin/time -f "%e s wall, %M KiB peak RSS" "$bin" stream --quiet --from "kafka://$brokers/bench.kidjamo" \
   --lake "$work/stream" --group bench --alerts-topic bench.alerts --until-idle 5 | tee "$work/stream.txt"
 python3 scripts/bench/kafka_ref.py consume "$brokers" bench.kidjamo "$records" | tee "$work/ref-consume.json"
+echo "== alert quality of the streamed alerts against the simulator's ground truth"
+"$bin" alerts quality --lake "$work/stream" --source stream
 
 echo "== 3. alert latency at $rate records/s for 30 s"
 mkdir -p "$work/live"; cp -r "$work/lake/reference" "$work/live/"

@@ -141,7 +141,7 @@ pub fn evaluate(root: &Path, alerts_dir: &str) -> Result<AlertQuality, EtlError>
             hint: "alert quality needs the ground truth `kidjamo simulate` writes".into(),
         });
     }
-    let episodes = read_files(&[episodes_path.clone()])?.unwrap_or_default();
+    let episodes = read_files(std::slice::from_ref(&episodes_path))?.unwrap_or_default();
     let c = Columns::new(&episodes, episodes_path.display().to_string());
     let (patient, kind, start, end) = (
         c.str("patient_id")?,
@@ -229,4 +229,141 @@ pub fn evaluate(root: &Path, alerts_dir: &str) -> Result<AlertQuality, EtlError>
         warnings_per_patient_day: per_day(warnings),
         by_episode_type: by_type,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alerts::{Alert, AlertStatus};
+    use crate::domain::thresholds::Severity;
+    use crate::domain::time::UtcMillis;
+    use crate::output::tables::{Column, Table};
+
+    const H: i64 = 3_600_000;
+    const T0: i64 = 1_772_409_600_000; // 2026-03-02T00:00Z
+
+    fn alert(patient: u128, rule: &str, severity: Severity, first: i64) -> Alert {
+        Alert {
+            alert_id: Uuid::new_v4(),
+            patient_id: Uuid::from_u128(patient),
+            device_id: Uuid::from_u128(99),
+            rule_id: rule.into(),
+            severity,
+            title: String::new(),
+            message: String::new(),
+            first_seen_at: UtcMillis(first),
+            last_seen_at: UtcMillis(first),
+            vitals_snapshot: Default::default(),
+            trigger_conditions: Vec::new(),
+            suggested_actions: Vec::new(),
+            status: AlertStatus::Open,
+            escalation_level: 0,
+            occurrences: 1,
+        }
+    }
+
+    #[test]
+    fn sensitivity_false_alerts_and_delay_are_counted_as_documented() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        // Two crises (patients 1 and 2), one fever (patient 1).
+        let ids = |v: &[u128]| {
+            v.iter()
+                .map(|i| Some(Uuid::from_u128(*i).to_string()))
+                .collect()
+        };
+        Table {
+            name: "episodes",
+            columns: vec![
+                Column::Str("episode_id", ids(&[10, 11, 12])),
+                Column::Str("patient_id", ids(&[1, 2, 1])),
+                Column::Str(
+                    "episode_type",
+                    vec![
+                        Some("vaso_occlusive_crisis".into()),
+                        Some("vaso_occlusive_crisis".into()),
+                        Some("infection_fever".into()),
+                    ],
+                ),
+                Column::Timestamp(
+                    "start_at",
+                    vec![Some(T0 + H), Some(T0 + H), Some(T0 + 30 * H)],
+                ),
+                Column::Timestamp(
+                    "end_at",
+                    vec![Some(T0 + 5 * H), Some(T0 + 5 * H), Some(T0 + 40 * H)],
+                ),
+            ],
+        }
+        .write(root, layout_dir())
+        .expect("episodes");
+        let alerts = vec![
+            alert(1, "pain_critical", Severity::Critical, T0 + H + 20 * 60_000), // detects crisis 1 after 20 min
+            alert(1, "spo2_alert", Severity::Alert, T0 + 2 * H), // same crisis, later
+            alert(2, "spo2_warn", Severity::Warn, T0 + 2 * H),   // a warning does not detect
+            alert(2, "device_battery_low", Severity::Warn, T0 + 3 * H), // nor a device rule
+            alert(2, "heart_rate_alert", Severity::Alert, T0 + 20 * H), // outside any episode: false
+            alert(1, "temperature_alert", Severity::Alert, T0 + 41 * H), // within 6 h after the fever: not false
+        ];
+        crate::lake::alerts::write_alerts(
+            root,
+            "alerts/stream/event_date=2026-03-02/part-x-0.parquet".into(),
+            &alerts,
+        )
+        .expect("alerts");
+        // Bronze: patient 1 on two days, patient 2 on one → 3 patient-days.
+        let mut w = crate::lake::bronze::BronzeWriter::new(root, "t");
+        let source: std::sync::Arc<str> = std::sync::Arc::from("test");
+        for (p, t) in [(1u128, T0), (1, T0 + 30 * H), (2, T0), (2, T0 + H)] {
+            let m = crate::domain::Measurement {
+                schema_version: 1,
+                message_id: Uuid::new_v4(),
+                patient_id: Uuid::from_u128(p),
+                device_id: Uuid::from_u128(99),
+                recorded_at: UtcMillis(t),
+                vitals: Default::default(),
+                device: Default::default(),
+                quality_flag: crate::domain::QualityFlag::Ok,
+            };
+            w.accept(crate::lake::bronze::Received {
+                measurement: &m,
+                received_at: UtcMillis(t),
+                source: &source,
+                source_offset: 0,
+            })
+            .expect("accept");
+        }
+        w.finish().expect("bronze");
+
+        let q = evaluate(root, "alerts/stream").expect("evaluate");
+        assert_eq!(q.patient_days, 3);
+        assert_eq!(q.clinical_alerts, 4);
+        assert_eq!(q.false_alerts, 1);
+        assert!((q.false_alerts_per_patient_day - 1.0 / 3.0).abs() < 1e-12);
+        assert!(
+            (q.warnings_per_patient_day - 1.0 / 3.0).abs() < 1e-12,
+            "device rules are not warnings"
+        );
+        let crisis = &q.by_episode_type["vaso_occlusive_crisis"];
+        assert_eq!((crisis.episodes, crisis.detected), (2, 1));
+        assert_eq!(crisis.sensitivity, 0.5);
+        assert_eq!(crisis.median_minutes_to_detection, Some(20.0));
+        let fever = &q.by_episode_type["infection_fever"];
+        assert_eq!(
+            (
+                fever.episodes,
+                fever.detected,
+                fever.median_minutes_to_detection
+            ),
+            (1, 0, None)
+        );
+        assert!(
+            evaluate(&root.join("nowhere"), "alerts/stream").is_err(),
+            "missing ground truth is an error"
+        );
+    }
+
+    fn layout_dir() -> &'static str {
+        super::super::layout::GROUND_TRUTH_DIR
+    }
 }
