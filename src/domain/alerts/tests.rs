@@ -318,3 +318,192 @@ fn alerts_state_survives_a_checkpoint() {
     );
     assert_eq!(got, expected);
 }
+
+/// A patient of age group `g`, mid-way through its age range on `T0`.
+fn patient_in_group(t: &Thresholds, g: usize) -> PatientContext {
+    let group = &t.age_groups[g];
+    let years = (group.min_years + group.max_years.min(group.min_years + 20)) / 2;
+    let born = UtcMillis(T0).date() - chrono::Months::new(years * 12 + 6);
+    let ctx = PatientContext {
+        patient_id: Uuid::from_u128(500 + g as u128),
+        birth_date: born,
+    };
+    assert_eq!(
+        t.age_group_index(ctx.birth_date, UtcMillis(T0)),
+        Some(g),
+        "test patient in {}",
+        group.id
+    );
+    ctx
+}
+
+/// A sample with every banded vital in the middle of its normal band for age group `g`, and
+/// `vital` set to `value`.
+fn sample_with(
+    t: &Thresholds,
+    ctx: &PatientContext,
+    g: usize,
+    secs: i64,
+    vital: Vital,
+    value: f64,
+) -> Measurement {
+    let mut m = sample(ctx, secs);
+    let wobble = (secs / 30 % 2) as f64; // keeps the readings from looking frozen
+    for v in [
+        Vital::Spo2Pct,
+        Vital::HeartRateBpm,
+        Vital::RespiratoryRateMin,
+        Vital::TemperatureC,
+        Vital::HydrationPct,
+    ] {
+        let normal = match t.bands(v, g) {
+            Some(Bands::HigherIsWorse {
+                normal_lo,
+                normal_hi,
+                ..
+            }) => (normal_lo + normal_hi) / 2.0,
+            Some(Bands::LowerIsWorse { normal_min, .. }) => (normal_min + 100.0) / 2.0,
+            None => continue,
+        };
+        let x = if v == vital {
+            value
+        } else {
+            normal + wobble * 0.1
+        };
+        match v {
+            Vital::Spo2Pct => m.vitals.spo2_pct = Some(x),
+            Vital::HeartRateBpm => {
+                m.vitals.heart_rate_bpm = Some(if v == vital {
+                    x as i32
+                } else {
+                    x.round() as i32 + wobble as i32
+                })
+            }
+            Vital::RespiratoryRateMin => {
+                m.vitals.respiratory_rate_min = Some(if v == vital {
+                    x as i32
+                } else {
+                    x.round() as i32 + wobble as i32
+                })
+            }
+            Vital::TemperatureC => m.vitals.temperature_c = Some(x),
+            Vital::HydrationPct => m.vitals.hydration_pct = Some(x),
+            _ => {}
+        }
+    }
+    m
+}
+
+/// The rules a value held for ten minutes opens.
+fn opened_by(t: &Thresholds, g: usize, vital: Vital, value: f64) -> Vec<String> {
+    let ctx = patient_in_group(t, g);
+    let mut engine = AlertEngine::new(t);
+    let mut opened = Vec::new();
+    for secs in (0..=600).step_by(30) {
+        for e in engine.on_sample(&ctx, &sample_with(t, &ctx, g, secs, vital, value)) {
+            if let AlertEvent::Opened(a) = e {
+                opened.push(a.rule_id);
+            }
+        }
+    }
+    opened.sort();
+    opened.dedup();
+    opened
+}
+
+use crate::domain::thresholds::{Bands, Vital};
+
+#[test]
+fn alerts_every_banded_vital_at_every_boundary_for_every_age_group() {
+    let t = Thresholds::reference();
+    let vitals = [
+        (Vital::Spo2Pct, "spo2", 0.1),
+        (Vital::HeartRateBpm, "heart_rate", 1.0),
+        (Vital::RespiratoryRateMin, "respiratory_rate", 1.0),
+        (Vital::TemperatureC, "temperature", 0.1),
+        (Vital::HydrationPct, "hydration", 0.1),
+    ];
+    let mut checked = 0;
+    for g in 0..t.age_groups.len() {
+        for (vital, family, step) in vitals {
+            let Some(bands) = t.bands(vital, g).copied() else {
+                continue;
+            };
+            // (value, the one rule it must open; None: nothing)
+            let mut cases: Vec<(f64, Option<&str>)> = Vec::new();
+            match bands {
+                Bands::HigherIsWorse {
+                    normal_lo,
+                    normal_hi,
+                    alert,
+                    emergency,
+                    low_alert,
+                    low_emergency,
+                } => {
+                    cases.push((emergency, Some("emergency")));
+                    cases.push((emergency - step, Some("alert")));
+                    cases.push((alert, Some("alert")));
+                    if alert - step > normal_hi {
+                        cases.push((alert - step, Some("vigilance")));
+                    }
+                    cases.push((normal_hi, None));
+                    cases.push((normal_lo, None));
+                    if let Some(le) = low_emergency {
+                        cases.push((le - step, Some("low_emergency")));
+                        cases.push((
+                            le,
+                            Some(if low_alert.is_some_and(|la| le < la) {
+                                "low_alert"
+                            } else {
+                                "low_vigilance"
+                            }),
+                        ));
+                    }
+                    if let Some(la) = low_alert {
+                        cases.push((
+                            la - step,
+                            Some(if low_emergency.is_some_and(|le| la - step < le) {
+                                "low_emergency"
+                            } else {
+                                "low_alert"
+                            }),
+                        ));
+                    }
+                    if normal_lo - step >= low_alert.unwrap_or(f64::MIN) {
+                        cases.push((normal_lo - step, Some("low_vigilance")));
+                    }
+                }
+                Bands::LowerIsWorse {
+                    normal_min,
+                    alert_max,
+                    emergency_max,
+                } => {
+                    cases.push((emergency_max, Some("emergency")));
+                    cases.push((emergency_max + step, Some("alert")));
+                    cases.push((alert_max, Some("alert")));
+                    if alert_max + step < normal_min {
+                        cases.push((alert_max + step, Some("vigilance")));
+                    }
+                    cases.push((normal_min, None));
+                }
+            }
+            for (value, tier) in cases {
+                let scale = (1.0 / step).round();
+                let value = (value * scale).round() / scale;
+                let mut got = opened_by(&t, g, vital, value);
+                // SpO₂ below critical_below also opens the immediate rule; combinations need two
+                // abnormal vitals and never fire here.
+                got.retain(|r| r != "spo2_critical");
+                let expected: Vec<String> =
+                    tier.map(|x| format!("{family}_{x}")).into_iter().collect();
+                assert_eq!(
+                    got, expected,
+                    "{family} {value} for age group {}",
+                    t.age_groups[g].id
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 60, "{checked} boundary cases");
+}
