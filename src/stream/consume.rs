@@ -36,6 +36,7 @@ use crate::lake::bronze::{BronzeWriter, Received, Rejected};
 use crate::lake::bronze_sink::admission_issues;
 use crate::lake::layout;
 use crate::output::{OutputError, WrittenFile};
+use rayon::prelude::*;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
@@ -208,28 +209,36 @@ impl<'a> Streamer<'a> {
         let mut last_flush = Instant::now();
         let mut last_record = Instant::now();
         let mut first_record: Option<Instant> = None;
-        let mut buffer: Vec<u8> = Vec::with_capacity(1024);
+        let mut chunk: Vec<Taken> = Vec::with_capacity(CHUNK);
         let mut last_status = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             self.drop_revoked();
-            match self.consumer.poll(Duration::from_millis(50)) {
-                None => {}
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
-                Some(Ok(msg)) => {
-                    last_record = Instant::now();
-                    first_record.get_or_insert(last_record);
-                    // The message borrows the consumer: copy what we need and let it go.
-                    let (partition, offset) = (msg.partition(), msg.offset());
-                    let payload = msg.payload().unwrap_or_default();
-                    buffer.clear();
-                    if self.settings.input_format == InputFormat::Legacy {
-                        buffer.extend_from_slice(&legacy::to_schema_v1(payload));
-                    } else {
-                        buffer.extend_from_slice(payload);
+            // Wait up to 50 ms for a record, then take what has already been fetched: a chunk
+            // is judged on all cores, and stays small (so latency stays low) at low rates.
+            let mut timeout = Duration::from_millis(50);
+            while chunk.len() < CHUNK {
+                match self.consumer.poll(timeout) {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                        break;
                     }
-                    drop(msg);
-                    self.take(partition, offset, &buffer)?;
+                    Some(Ok(msg)) => chunk.push(Taken {
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        raw: msg.payload().unwrap_or_default().to_vec(),
+                    }),
                 }
+                timeout = Duration::ZERO;
+            }
+            // A rebalance inside those polls: records of partitions we lost are not ours.
+            let revoked = self.drop_revoked();
+            chunk.retain(|t| !revoked.contains(&t.partition));
+            if !chunk.is_empty() {
+                last_record = Instant::now();
+                first_record.get_or_insert(last_record);
+                let taken = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                self.take_chunk(taken)?;
             }
             self.alerts.poll(Duration::ZERO);
             let due = last_flush.elapsed() >= self.settings.flush_interval;
@@ -269,7 +278,7 @@ impl<'a> Streamer<'a> {
 
     /// Forgets partitions a rebalance took away: their unflushed records will be read again
     /// by their new owner.
-    fn drop_revoked(&mut self) {
+    fn drop_revoked(&mut self) -> Vec<i32> {
         let revoked: Vec<i32> = self
             .consumer
             .context()
@@ -278,7 +287,7 @@ impl<'a> Streamer<'a> {
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
         if revoked.is_empty() {
-            return;
+            return revoked;
         }
         for p in &revoked {
             self.partitions.remove(p);
@@ -298,6 +307,7 @@ impl<'a> Streamer<'a> {
             ?revoked,
             "partitions revoked; their unflushed records are left to the new owner"
         );
+        revoked
     }
 
     fn partition(&mut self, partition: i32) -> Result<&mut PartitionState<'a>, StreamError> {
@@ -344,61 +354,88 @@ impl<'a> Streamer<'a> {
             .expect("invariant: inserted above"))
     }
 
-    fn take(&mut self, partition: i32, offset: i64, raw: &[u8]) -> Result<(), StreamError> {
-        self.metrics.consumed.fetch_add(1, Ordering::Relaxed);
-        self.report.consumed += 1;
-        let reference = self.reference;
+    /// Judges a chunk of records (parse and validate on all cores), runs the engine over each
+    /// partition's valid records (partitions in parallel, each in offset order), then routes
+    /// the records to the batch and publishes the alerts.
+    fn take_chunk(&mut self, chunk: Vec<Taken>) -> Result<(), StreamError> {
+        let n = chunk.len() as u64;
+        self.metrics.consumed.fetch_add(n, Ordering::Relaxed);
+        self.report.consumed += n;
         let received_at = UtcMillis(chrono::Utc::now().timestamp_millis());
-        let state = self.partition(partition)?;
-        if offset < state.durable_next {
-            self.metrics.skipped_durable.fetch_add(1, Ordering::Relaxed);
-            self.report.skipped_durable += 1;
-            return Ok(());
+        let mut work = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            let state = self.partition(t.partition)?;
+            if t.offset < state.durable_next {
+                self.metrics.skipped_durable.fetch_add(1, Ordering::Relaxed);
+                self.report.skipped_durable += 1;
+                continue;
+            }
+            state.next = t.offset + 1;
+            work.push((state.source.clone(), t));
         }
-        state.next = offset + 1;
-        let source = state.source.clone();
-        let parsed = wire::parse_json(raw).and_then(|m| {
-            let issues = admission_issues(&m, received_at, &|id| reference.contains_key(id));
-            if issues.is_empty() {
-                Ok(m)
-            } else {
-                Err(issues)
+        let reference = self.reference;
+        let legacy = self.settings.input_format == InputFormat::Legacy;
+        let judged: Vec<Result<Measurement, Rejected>> = work
+            .par_iter()
+            .map(|(source, t)| judge(t, source, received_at, reference, legacy))
+            .collect();
+        let mut valid: BTreeMap<i32, Vec<(i64, Measurement)>> = BTreeMap::new();
+        for ((_, t), verdict) in work.iter().zip(judged) {
+            match verdict {
+                Ok(m) => valid.entry(t.partition).or_default().push((t.offset, m)),
+                Err(r) => self.batch.rejected.push(r),
             }
-        });
-        let m = match parsed {
-            Ok(m) => m,
-            Err(reasons) => {
-                // Ids are kept when the record parsed (they help find the sender).
-                let ids = wire::parse_json(raw).ok();
-                self.batch.rejected.push(Rejected {
-                    received_at,
-                    source,
-                    source_offset: offset,
-                    message_id: ids.as_ref().map(|m| m.message_id),
-                    patient_id: ids.as_ref().map(|m| m.patient_id),
-                    device_id: ids.as_ref().map(|m| m.device_id),
-                    recorded_at: ids.as_ref().map(|m| m.recorded_at),
-                    reasons,
-                    raw_payload: String::from_utf8_lossy(raw).into_owned(),
-                });
-                return Ok(());
+        }
+        let jobs: Vec<(i32, &mut PartitionState<'a>, Vec<(i64, Measurement)>)> = self
+            .partitions
+            .iter_mut()
+            .filter_map(|(p, st)| valid.remove(p).map(|records| (*p, st, records)))
+            .collect();
+        let outcomes: Vec<PartitionOutcome> = jobs
+            .into_par_iter()
+            .map(|(partition, state, records)| {
+                let mut out = PartitionOutcome {
+                    partition,
+                    records: Vec::with_capacity(records.len()),
+                    events: Vec::new(),
+                    stale: 0,
+                };
+                for (offset, m) in records {
+                    // Admission checked the patient: every valid record has one.
+                    if let Some(patient) = reference.get(&m.patient_id) {
+                        let ctx = PatientContext {
+                            patient_id: m.patient_id,
+                            birth_date: patient.birth_date,
+                        };
+                        match state.alerter.on_measurement(&ctx, &m) {
+                            Fed::Stale => out.stale += 1,
+                            Fed::Evaluated(events) if !events.is_empty() => {
+                                out.events.push((offset, events))
+                            }
+                            Fed::Evaluated(_) => {}
+                        }
+                    }
+                    out.records.push((offset, m));
+                }
+                out
+            })
+            .collect();
+        for out in outcomes {
+            let source = self
+                .partitions
+                .get(&out.partition)
+                .map(|s| s.source.clone());
+            let Some(source) = source else { continue };
+            self.metrics.stale.fetch_add(out.stale, Ordering::Relaxed);
+            self.report.stale += out.stale;
+            for (offset, m) in out.records {
+                self.batch
+                    .accepted
+                    .push((m, received_at, source.clone(), offset));
             }
-        };
-        let Some(patient) = reference.get(&m.patient_id) else {
-            return Ok(()); // unreachable: admission checked the patient
-        };
-        let ctx = PatientContext {
-            patient_id: m.patient_id,
-            birth_date: patient.birth_date,
-        };
-        let fed = state.alerter.on_measurement(&ctx, &m);
-        self.batch.accepted.push((m, received_at, source, offset));
-        match fed {
-            Fed::Stale => {
-                self.metrics.stale.fetch_add(1, Ordering::Relaxed);
-                self.report.stale += 1;
+            for (offset, events) in out.events {
+                self.publish(events, out.partition, offset)?;
             }
-            Fed::Evaluated(events) => self.publish(events, partition, offset)?,
         }
         Ok(())
     }
@@ -537,6 +574,66 @@ impl<'a> Streamer<'a> {
         self.report.quarantined += quarantined;
         self.report.batches += 1;
         Ok(())
+    }
+}
+
+/// Records taken from the topic per chunk (judging more at once does not go faster; fewer
+/// leaves a core idle).
+const CHUNK: usize = 4096;
+
+/// A record as it came off the topic.
+struct Taken {
+    partition: i32,
+    offset: i64,
+    raw: Vec<u8>,
+}
+
+/// What the engine made of one partition's records of a chunk.
+struct PartitionOutcome {
+    partition: i32,
+    records: Vec<(i64, Measurement)>,
+    events: Vec<(i64, Vec<AlertEvent>)>,
+    stale: u64,
+}
+
+/// Parses and validates one record: a measurement for Bronze, or a quarantine row with one
+/// reason per failed rule and the raw payload.
+fn judge(
+    t: &Taken,
+    source: &Arc<str>,
+    received_at: UtcMillis,
+    reference: &Reference,
+    legacy_input: bool,
+) -> Result<Measurement, Rejected> {
+    let converted;
+    let raw: &[u8] = if legacy_input {
+        converted = legacy::to_schema_v1(&t.raw);
+        &converted
+    } else {
+        &t.raw
+    };
+    let parsed = wire::parse_json(raw);
+    let reasons = match &parsed {
+        Ok(m) => admission_issues(m, received_at, &|id| reference.contains_key(id)),
+        Err(reasons) => reasons.clone(),
+    };
+    match parsed {
+        Ok(m) if reasons.is_empty() => Ok(m),
+        parsed => {
+            // Ids are kept when the record parsed (they help find the sender).
+            let ids = parsed.ok();
+            Err(Rejected {
+                received_at,
+                source: source.clone(),
+                source_offset: t.offset,
+                message_id: ids.as_ref().map(|m| m.message_id),
+                patient_id: ids.as_ref().map(|m| m.patient_id),
+                device_id: ids.as_ref().map(|m| m.device_id),
+                recorded_at: ids.as_ref().map(|m| m.recorded_at),
+                reasons,
+                raw_payload: String::from_utf8_lossy(raw).into_owned(),
+            })
+        }
     }
 }
 

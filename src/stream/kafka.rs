@@ -118,6 +118,9 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", "100")
+        // A topic that disappears and comes back (a broker without durable storage restarting,
+        // a topic recreated) is seen again within seconds, not the default five minutes.
+        .set("topic.metadata.refresh.interval.ms", "5000")
         .set("queued.min.messages", "200000")
         .set("socket.timeout.ms", "10000");
     c
