@@ -325,19 +325,6 @@ impl<'a> Streamer<'a> {
                 ),
                 None => (StreamAlerter::new(self.thresholds), 0),
             };
-            // A topic deleted and created again starts its offsets afresh: a checkpoint beyond
-            // its end belongs to the old topic, and skipping records below it would lose them.
-            let durable_next = match self.consumer.fetch_watermarks(
-                &self.settings.topic,
-                partition,
-                Duration::from_secs(5),
-            ) {
-                Ok((_, high)) if high < durable_next => {
-                    tracing::warn!(partition, checkpoint = durable_next, end = high, "the topic is behind its checkpoint (recreated?); reading it from its start");
-                    0
-                }
-                _ => durable_next,
-            };
             self.partitions.insert(
                 partition,
                 PartitionState {
@@ -347,6 +334,7 @@ impl<'a> Streamer<'a> {
                     source: Arc::from(format!("kafka:{}/{partition}", self.settings.topic)),
                 },
             );
+            self.forget_offsets_if_topic_recreated(partition);
         }
         Ok(self
             .partitions
@@ -357,13 +345,50 @@ impl<'a> Streamer<'a> {
     /// Judges a chunk of records (parse and validate on all cores), runs the engine over each
     /// partition's valid records (partitions in parallel, each in offset order), then routes
     /// the records to the batch and publishes the alerts.
+    /// A topic deleted and created again starts its offsets afresh: a checkpoint beyond its
+    /// end belongs to the old topic, and skipping records below it would lose them.
+    fn forget_offsets_if_topic_recreated(&mut self, partition: i32) {
+        let Some(state) = self.partitions.get(&partition) else {
+            return;
+        };
+        let durable_next = state.durable_next;
+        if durable_next == 0 {
+            return;
+        }
+        if let Ok((_, high)) =
+            self.consumer
+                .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(5))
+        {
+            if high < durable_next {
+                tracing::warn!(
+                    partition,
+                    checkpoint = durable_next,
+                    end = high,
+                    "the topic is behind its checkpoint (recreated?); reading it from its start"
+                );
+                if let Some(state) = self.partitions.get_mut(&partition) {
+                    state.durable_next = 0;
+                    state.next = 0;
+                }
+            }
+        }
+    }
+
     fn take_chunk(&mut self, chunk: Vec<Taken>) -> Result<(), StreamError> {
         let n = chunk.len() as u64;
         self.metrics.consumed.fetch_add(n, Ordering::Relaxed);
         self.report.consumed += n;
         let received_at = UtcMillis(chrono::Utc::now().timestamp_millis());
         let mut work = Vec::with_capacity(chunk.len());
+        let mut checked: Vec<i32> = Vec::new();
         for t in chunk {
+            let state = self.partition(t.partition)?;
+            if t.offset < state.durable_next && !checked.contains(&t.partition) {
+                // Offsets going back below the checkpoint: records re-read after a crash, or
+                // the topic was recreated under us (its end is then below the checkpoint).
+                checked.push(t.partition);
+                self.forget_offsets_if_topic_recreated(t.partition);
+            }
             let state = self.partition(t.partition)?;
             if t.offset < state.durable_next {
                 self.metrics.skipped_durable.fetch_add(1, Ordering::Relaxed);
@@ -375,7 +400,7 @@ impl<'a> Streamer<'a> {
         }
         let reference = self.reference;
         let legacy = self.settings.input_format == InputFormat::Legacy;
-        let judged: Vec<Result<Measurement, Rejected>> = work
+        let judged: Vec<Result<Measurement, Box<Rejected>>> = work
             .par_iter()
             .map(|(source, t)| judge(t, source, received_at, reference, legacy))
             .collect();
@@ -383,10 +408,10 @@ impl<'a> Streamer<'a> {
         for ((_, t), verdict) in work.iter().zip(judged) {
             match verdict {
                 Ok(m) => valid.entry(t.partition).or_default().push((t.offset, m)),
-                Err(r) => self.batch.rejected.push(r),
+                Err(r) => self.batch.rejected.push(*r),
             }
         }
-        let jobs: Vec<(i32, &mut PartitionState<'a>, Vec<(i64, Measurement)>)> = self
+        let jobs: Vec<PartitionJob<'_, 'a>> = self
             .partitions
             .iter_mut()
             .filter_map(|(p, st)| valid.remove(p).map(|records| (*p, st, records)))
@@ -588,6 +613,9 @@ struct Taken {
     raw: Vec<u8>,
 }
 
+/// A partition's state and its valid records of a chunk, for the engine.
+type PartitionJob<'s, 'a> = (i32, &'s mut PartitionState<'a>, Vec<(i64, Measurement)>);
+
 /// What the engine made of one partition's records of a chunk.
 struct PartitionOutcome {
     partition: i32,
@@ -604,7 +632,7 @@ fn judge(
     received_at: UtcMillis,
     reference: &Reference,
     legacy_input: bool,
-) -> Result<Measurement, Rejected> {
+) -> Result<Measurement, Box<Rejected>> {
     let converted;
     let raw: &[u8] = if legacy_input {
         converted = legacy::to_schema_v1(&t.raw);
@@ -622,7 +650,7 @@ fn judge(
         parsed => {
             // Ids are kept when the record parsed (they help find the sender).
             let ids = parsed.ok();
-            Err(Rejected {
+            Err(Box::new(Rejected {
                 received_at,
                 source: source.clone(),
                 source_offset: t.offset,
@@ -632,7 +660,7 @@ fn judge(
                 recorded_at: ids.as_ref().map(|m| m.recorded_at),
                 reasons,
                 raw_payload: String::from_utf8_lossy(raw).into_owned(),
-            })
+            }))
         }
     }
 }
