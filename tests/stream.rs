@@ -60,20 +60,7 @@ fn simulate(root: &Path, format: &str, patients: u32, hours_days: u32) {
 }
 
 fn parquet_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    kidjamo::etl::frame::parquet_files_under(dir).expect("readable folder")
 }
 
 /// Bronze rows as wire JSON (what was received, without ingest metadata), as a multiset.

@@ -34,6 +34,31 @@ pub fn read_files(files: &[PathBuf]) -> Result<Option<DataFrame>, EtlError> {
     Ok(stacked)
 }
 
+/// The data files under a folder and its partition folders, recursively (hidden and `_`
+/// folders skipped, as in `partition_files`), sorted by path. A missing folder has none.
+pub fn parquet_files_under(dir: &Path) -> Result<Vec<PathBuf>, EtlError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        out.extend(partition_files(&d)?);
+        if !d.is_dir() {
+            continue;
+        }
+        let entries = std::fs::read_dir(&d).map_err(|source| EtlError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && !name.starts_with('.') && !name.starts_with('_') {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The data files of a partition folder: `*.parquet`, without hidden or `_` files (the
 /// convention Spark, DuckDB and pyarrow follow), sorted by name.
 pub fn partition_files(dir: &Path) -> Result<Vec<PathBuf>, EtlError> {

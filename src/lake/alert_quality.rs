@@ -10,12 +10,12 @@
 //!   widened by one hour before (prodrome) and six hours after (recovery);
 //! - patient-days are the distinct (patient, UTC day) pairs with at least one Bronze record.
 
-use crate::etl::frame::{read_files, Columns};
+use crate::etl::frame::{parquet_files_under, read_files, Columns};
 use crate::etl::EtlError;
 use polars::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use uuid::Uuid;
 
 const BEFORE_MS: i64 = 3_600_000;
@@ -46,34 +46,13 @@ struct AlertRow {
     clinical: bool,
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if name.ends_with(".parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn uuid_of(s: Option<&str>) -> Option<Uuid> {
     s.and_then(|s| Uuid::try_parse(s).ok())
 }
 
 /// Alerts of `alerts_dir` (one row per alert id: its earliest first fire time).
 fn read_alerts(dir: &Path) -> Result<Vec<AlertRow>, EtlError> {
-    let files = files_under(dir);
+    let files = parquet_files_under(dir)?;
     let Some(df) = read_files(&files)? else {
         return Ok(Vec::new());
     };
@@ -111,7 +90,7 @@ fn read_alerts(dir: &Path) -> Result<Vec<AlertRow>, EtlError> {
 
 fn patient_days(root: &Path) -> Result<u64, EtlError> {
     let mut days: HashSet<(String, i64)> = HashSet::new();
-    for path in files_under(&root.join(super::layout::BRONZE_MEASUREMENTS)) {
+    for path in parquet_files_under(&root.join(super::layout::BRONZE_MEASUREMENTS))? {
         let f = std::fs::File::open(&path).map_err(|source| EtlError::Io {
             path: path.clone(),
             source,

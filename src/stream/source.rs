@@ -6,7 +6,7 @@ use super::produce::OutRecord;
 use super::StreamError;
 use crate::domain::time::UtcMillis;
 use crate::domain::wire;
-use crate::etl::frame::{partition_files, Columns};
+use crate::etl::frame::Columns;
 use crate::etl::rows::MeasurementRows;
 use polars::prelude::*;
 use serde::Deserialize;
@@ -95,31 +95,10 @@ impl Input {
 }
 
 fn parquet_files_under(dir: &Path) -> Result<Vec<PathBuf>, StreamError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| StreamError::Input {
-            input: d.display().to_string(),
-            message: e.to_string(),
-        })?;
-        for entry in entries.flatten() {
-            let p = entry.path();
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            }
-        }
-        let files = partition_files(&d).map_err(|e| StreamError::Input {
-            input: d.display().to_string(),
-            message: e.to_string(),
-        })?;
-        out.extend(files);
-    }
-    out.sort();
-    Ok(out)
+    crate::etl::frame::parquet_files_under(dir).map_err(|e| StreamError::Input {
+        input: dir.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The two fields a producer needs before sending: the key and the record timestamp.
