@@ -547,5 +547,34 @@ mod alerts {
         // A rerun changes nothing.
         let again = stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
         assert!(again.contains("alerts                        5 read          0 inserted          4 duplicate or already present, 1 rejected"), "{again}");
+
+        // An auto-resolution keeps the time of the last sample that met the rule: at an equal
+        // last_seen_at it is still the newer state, whether it comes in the same load or later.
+        let status_of = |client: &mut postgres::Client, id: &str| -> String {
+            client
+                .query_one(
+                    &format!("SELECT status FROM alerts WHERE alert_id = '{id}'"),
+                    &[],
+                )
+                .expect("alert")
+                .get(0)
+        };
+        for (id, together) in [(4u128, false), (5u128, true)] {
+            let open = alert(id, patient, t0, AlertStatus::Open, 2);
+            let resolved = alert(id, patient, t0, AlertStatus::AutoResolved, 2);
+            let part = |run: &str| layout::alerts_part(layout::ALERT_DIRS[0], day, run, 0);
+            if together {
+                write_alerts(lake.path(), part(&format!("r{id}a")), &[open]).expect("write");
+                write_alerts(lake.path(), part(&format!("r{id}b")), &[resolved]).expect("write");
+                stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+            } else {
+                write_alerts(lake.path(), part(&format!("r{id}a")), &[open]).expect("write");
+                stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+                write_alerts(lake.path(), part(&format!("r{id}b")), &[resolved]).expect("write");
+                stdout(kidjamo(&db).args(["db", "load", "--lake"]).arg(lake.path()));
+            }
+            let id = uuid::Uuid::from_u128(id).to_string();
+            assert_eq!(status_of(&mut client, &id), "auto_resolved", "alert {id}");
+        }
     }
 }

@@ -68,7 +68,8 @@ pub fn load_alert_files(
                 "WITH newest AS (
                      SELECT DISTINCT ON (alert_id) {selected}
                      FROM kidjamo_stage_alerts_all s WHERE {known}
-                     ORDER BY alert_id, last_seen_at DESC
+                     -- A resolution keeps the last sample's time: at equal times it is the later state.
+                     ORDER BY alert_id, last_seen_at DESC, (status = 'auto_resolved') DESC
                  ), written AS (
                      INSERT INTO alerts ({columns}) SELECT * FROM newest
                      ON CONFLICT (alert_id) DO UPDATE SET
@@ -80,6 +81,9 @@ pub fn load_alert_files(
                                         AND EXCLUDED.status = 'auto_resolved'
                                        THEN 'auto_resolved' ELSE alerts.status END
                      WHERE EXCLUDED.last_seen_at > alerts.last_seen_at
+                        OR (EXCLUDED.last_seen_at = alerts.last_seen_at
+                            AND EXCLUDED.status = 'auto_resolved'
+                            AND alerts.status IN ('open', 'escalated'))
                      RETURNING (xmax = 0) AS inserted
                  )
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
