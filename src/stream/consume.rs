@@ -173,6 +173,13 @@ impl<'a> Streamer<'a> {
         consumer
             .subscribe(&[&settings.topic])
             .map_err(|e| StreamError::kafka(&target, "cannot subscribe", e))?;
+        let abandoned = remove_abandoned_staging(&settings.lake, STAGING_ABANDONED_AFTER);
+        if abandoned > 0 {
+            tracing::info!(
+                abandoned,
+                "removed staging folders of stream runs killed mid-flush"
+            );
+        }
         let run_id = format!("stream-{}", &Uuid::new_v4().simple().to_string()[..12]);
         Ok(Streamer {
             settings,
@@ -602,6 +609,35 @@ impl<'a> Streamer<'a> {
     }
 }
 
+/// A flush takes seconds: a stream staging folder this old belongs to a killed process (its
+/// records were never committed, so they are read again; the folder is only litter).
+const STAGING_ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// Removes `.kidjamo-staging-stream-*` folders older than `age` from the lake root; other
+/// processes' live folders are younger. Returns how many it removed.
+fn remove_abandoned_staging(lake: &Path, age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(lake) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if name.starts_with(".kidjamo-staging-stream-")
+            && old
+            && std::fs::remove_dir_all(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Records taken from the topic per chunk (judging more at once does not go faster; fewer
 /// leaves a core idle).
 const CHUNK: usize = 4096;
@@ -741,4 +777,43 @@ pub fn alert_json(a: &Alert, event: &str) -> Vec<u8> {
         "occurrences": a.occurrences,
     });
     serde_json::to_vec(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_stream_staging_folders_are_removed() {
+        let lake = tempfile::tempdir().expect("tempdir");
+        let make = |name: &str, age_s: u64| {
+            let dir = lake.path().join(name);
+            std::fs::create_dir_all(dir.join("bronze")).expect("mkdir");
+            let when = std::time::SystemTime::now() - Duration::from_secs(age_s);
+            std::fs::File::open(&dir)
+                .expect("open")
+                .set_modified(when)
+                .expect("mtime");
+        };
+        make(".kidjamo-staging-stream-aaaa-1", 7200);
+        make(".kidjamo-staging-stream-bbbb-3", 10);
+        make(".kidjamo-staging-etl-daily-x", 7200);
+        assert_eq!(
+            remove_abandoned_staging(lake.path(), STAGING_ABANDONED_AFTER),
+            1
+        );
+        assert!(!lake.path().join(".kidjamo-staging-stream-aaaa-1").exists());
+        assert!(
+            lake.path().join(".kidjamo-staging-stream-bbbb-3").exists(),
+            "a live flush"
+        );
+        assert!(
+            lake.path().join(".kidjamo-staging-etl-daily-x").exists(),
+            "not the stream's"
+        );
+        assert_eq!(
+            remove_abandoned_staging(&lake.path().join("missing"), STAGING_ABANDONED_AFTER),
+            0
+        );
+    }
 }
