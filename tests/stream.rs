@@ -739,3 +739,65 @@ fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} not in {text}"))
 }
+
+#[test]
+fn replay_paces_by_rate_and_by_event_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |i: u32, secs: u32| {
+        format!(
+            r#"{{"schema_version":1,"message_id":"{}","patient_id":"2f9a1c0e-7d33-4b7e-8f0e-6c1d2b3a4e5f","device_id":"d4c2b1a0-1111-4222-8333-944455556666","recorded_at":"2026-03-02T08:{:02}:{:02}Z","vitals":{{}},"device":{{}},"quality_flag":"ok"}}"#,
+            Uuid::from_u128(i as u128),
+            secs / 60,
+            secs % 60
+        )
+    };
+    let input = dir.path().join("in.jsonl");
+    let out = dir.path().join("out.jsonl");
+    // 300 records at 200/s: the last is due 1.495 s after the first.
+    let lines: Vec<String> = (0..300).map(|i| line(i, 0)).collect();
+    std::fs::write(&input, lines.join("\n")).expect("write");
+    let started = Instant::now();
+    kidjamo()
+        .args(["replay", "--rate", "200", "--input"])
+        .arg(&input)
+        .arg("--to")
+        .arg(format!("file://{}", out.display()))
+        .assert()
+        .success();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("out").lines().count(),
+        300
+    );
+    // Event time 0, 60 and 120 s at 60×: two wall seconds.
+    let lines: Vec<String> = [0, 60, 120]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| line(i as u32, *s))
+        .collect();
+    std::fs::write(&input, lines.join("\n")).expect("write");
+    let started = Instant::now();
+    kidjamo()
+        .args(["replay", "--speed", "60", "--input"])
+        .arg(&input)
+        .arg("--to")
+        .arg(format!("file://{}", out.display()))
+        .assert()
+        .success();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    // Bad pacing is refused with the flag named.
+    let bad = kidjamo()
+        .args(["replay", "--rate", "0", "--input"])
+        .arg(&input)
+        .assert()
+        .code(2);
+    assert!(String::from_utf8_lossy(&bad.get_output().stderr).contains("--rate"));
+}
