@@ -7,10 +7,12 @@ mod audit;
 mod config_cmd;
 mod context;
 mod db;
+mod devices;
 mod etl;
 mod patient;
 mod progress;
 mod replay;
+mod serve;
 mod simulate;
 mod stream;
 
@@ -48,6 +50,11 @@ enum Command {
     Replay(replay::Args),
     /// Consume measurements from Kafka into Bronze, quarantine and real-time alerts.
     Stream(stream::Args),
+    /// HTTP ingestion API: devices POST measurements, validated, into Kafka.
+    Serve(serve::Args),
+    /// Device credentials for the ingestion API.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
     /// Batch ETL: Bronze → Silver → Gold (daily), and the weekly and monthly Gold tables.
     #[command(subcommand)]
     Etl(etl::EtlCommand),
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args, &ctx),
         Command::Replay(args) => replay::run(args, &ctx),
         Command::Stream(args) => stream::run(args, &ctx),
+        Command::Serve(args) => serve::run(args, &ctx),
+        Command::Devices(cmd) => devices::run(cmd, &ctx),
         Command::Config(cmd) => config_cmd::run(cmd, &ctx),
         Command::Etl(cmd) => etl::run(cmd, &ctx),
         Command::Db(cmd) => db::run(cmd, &ctx),

@@ -49,6 +49,31 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub pseudonymisation: PseudonymisationConfig,
     pub etl: EtlConfig,
+    pub serve: ServeConfig,
+}
+
+/// `serve` section: the ingestion API.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub listen: String,
+    /// Largest request body accepted (HTTP 413 above).
+    pub max_body_bytes: usize,
+    /// How long a request waits for the broker's acknowledgements (HTTP 503 after).
+    pub ack_timeout_ms: u64,
+    /// Device credentials file (hashes only); when absent, PostgreSQL (database.url) is used.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            ack_timeout_ms: 5000,
+            credentials_file: None,
+        }
+    }
 }
 
 /// `etl` section: what the batch ETL assumes about the data.

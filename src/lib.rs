@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod lake;
 pub mod output;
 pub mod progress;
+pub mod serve;
 pub mod simulate;
 pub mod storage;
 pub mod stream;

@@ -47,6 +47,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0010_bulk_week_load.sql",
         include_str!("../../sql/0010_bulk_week_load.sql"),
     ),
+    (
+        "0011_device_credentials.sql",
+        include_str!("../../sql/0011_device_credentials.sql"),
+    ),
 ];
 
 /// Marker on a file's first line for statements that cannot run inside a transaction.
