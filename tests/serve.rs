@@ -787,3 +787,69 @@ fn serve_takes_device_credentials_from_postgresql() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn serve_and_issue_token_refuse_to_start_with_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No credential store named anywhere.
+    kidjamo()
+        .env_remove("DATABASE_URL")
+        .args(["serve", "--to", "kafka://127.0.0.1:1/m"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no device credential store"));
+    // A broker that is not there: named, within the 10 s connection timeout.
+    let port = free_port();
+    let started = Instant::now();
+    kidjamo()
+        .args([
+            "serve",
+            "--to",
+            &format!("kafka://127.0.0.1:{port}/m"),
+            "--credentials",
+        ])
+        .arg(dir.path().join("devices.jsonl"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(format!("127.0.0.1:{port}")))
+        .stderr(predicates::str::contains("serve cannot start"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // A device the lake does not know, and a corrupt credentials file.
+    let lake = dir.path().join("lake");
+    kidjamo()
+        .args([
+            "simulate",
+            "--patients",
+            "1",
+            "--days",
+            "1",
+            "--format",
+            "jsonl",
+            "--out",
+        ])
+        .arg(&lake)
+        .assert()
+        .success();
+    kidjamo()
+        .args([
+            "devices",
+            "issue-token",
+            "00000000-0000-0000-0000-000000000001",
+            "--credentials",
+        ])
+        .arg(dir.path().join("devices.jsonl"))
+        .arg("--lake")
+        .arg(&lake)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("pass --patient"));
+    let corrupt = dir.path().join("corrupt.jsonl");
+    std::fs::write(&corrupt, "{\"device_id\":\"x\"}\n").expect("write");
+    let broker = Broker::start();
+    kidjamo()
+        .args(["serve", "--to", &broker.url("m"), "--credentials"])
+        .arg(&corrupt)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("corrupt.jsonl: line 1"));
+}

@@ -7,6 +7,7 @@ use super::measurement::{
 use super::quality::QualityFlag;
 use super::time::UtcMillis;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use uuid::Uuid;
 
 /// Appends the record as one JSON object, without a trailing newline. Absent vitals are
@@ -154,6 +155,157 @@ pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
 /// Parses one wire record. On failure returns every problem found; a record that is not a
 /// JSON object at all yields a single `malformed_json`.
 pub fn parse_json(bytes: &[u8]) -> Result<Measurement, Vec<Rejection>> {
+    match parse_fast(bytes) {
+        Some(m) => Ok(m),
+        None => parse_general(bytes),
+    }
+}
+
+/// The shape of a record whose every field has its expected type: deserialised straight into
+/// typed fields, without building a JSON tree (the tree cost half the parse in the profile).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastRecord<'a> {
+    schema_version: u64,
+    #[serde(borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(borrow)]
+    patient_id: Cow<'a, str>,
+    #[serde(borrow)]
+    device_id: Cow<'a, str>,
+    #[serde(borrow)]
+    recorded_at: Cow<'a, str>,
+    vitals: MapOnly<FastVitals>,
+    #[serde(borrow, default)]
+    device: Option<MapOnly<FastDevice<'a>>>,
+    #[serde(borrow)]
+    quality_flag: Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastVitals {
+    #[serde(default)]
+    spo2_pct: Option<f64>,
+    #[serde(default)]
+    heart_rate_bpm: Option<i32>,
+    #[serde(default)]
+    respiratory_rate_min: Option<i32>,
+    #[serde(default)]
+    temperature_c: Option<f64>,
+    #[serde(default)]
+    ambient_temperature_c: Option<f64>,
+    #[serde(default)]
+    relative_humidity_pct: Option<f64>,
+    #[serde(default)]
+    hydration_pct: Option<f64>,
+    #[serde(default)]
+    activity_level: Option<i32>,
+    #[serde(default)]
+    pain_scale: Option<i32>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastDevice<'a> {
+    #[serde(default)]
+    battery_pct: Option<i32>,
+    #[serde(default)]
+    signal_quality_pct: Option<i32>,
+    #[serde(borrow, default)]
+    firmware_version: Option<Cow<'a, str>>,
+}
+
+/// A struct read from a JSON object only: serde_json also reads structs from arrays, which
+/// the wire format does not allow.
+struct MapOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(MapOnly)
+    }
+}
+
+/// The common case, fast: a record whose fields all have their types and ranges. Anything
+/// else (wrong type, missing or unknown field, value out of range, bad id or time…) gives
+/// `None`, and the general parser then reports every issue. Both accept exactly the same
+/// records with the same result (checked field by field in the tests).
+fn parse_fast(bytes: &[u8]) -> Option<Measurement> {
+    let MapOnly(r) = serde_json::from_slice::<MapOnly<FastRecord<'_>>>(bytes).ok()?;
+    if r.schema_version != u64::from(SCHEMA_VERSION) {
+        return None;
+    }
+    let v = &r.vitals.0;
+    let floats = [
+        ("spo2_pct", v.spo2_pct),
+        ("temperature_c", v.temperature_c),
+        ("ambient_temperature_c", v.ambient_temperature_c),
+        ("relative_humidity_pct", v.relative_humidity_pct),
+        ("hydration_pct", v.hydration_pct),
+    ];
+    let device = r.device.map(|d| d.0).unwrap_or(FastDevice {
+        battery_pct: None,
+        signal_quality_pct: None,
+        firmware_version: None,
+    });
+    let ints = [
+        ("heart_rate_bpm", v.heart_rate_bpm),
+        ("respiratory_rate_min", v.respiratory_rate_min),
+        ("activity_level", v.activity_level),
+        ("pain_scale", v.pain_scale),
+        ("battery_pct", device.battery_pct),
+        ("signal_quality_pct", device.signal_quality_pct),
+    ];
+    let in_range = floats
+        .iter()
+        .filter_map(|(f, x)| x.map(|x| (*f, x)))
+        .chain(
+            ints.iter()
+                .filter_map(|(f, x)| x.map(|x| (*f, f64::from(x)))),
+        )
+        .all(|(field, x)| check_range(field, x).is_none());
+    if !in_range {
+        return None;
+    }
+    Some(Measurement {
+        schema_version: SCHEMA_VERSION,
+        message_id: Uuid::try_parse(&r.message_id).ok()?,
+        patient_id: Uuid::try_parse(&r.patient_id).ok()?,
+        device_id: Uuid::try_parse(&r.device_id).ok()?,
+        recorded_at: UtcMillis::parse_rfc3339(&r.recorded_at).ok()?,
+        vitals: Vitals {
+            spo2_pct: v.spo2_pct,
+            heart_rate_bpm: v.heart_rate_bpm,
+            respiratory_rate_min: v.respiratory_rate_min,
+            temperature_c: v.temperature_c,
+            ambient_temperature_c: v.ambient_temperature_c,
+            relative_humidity_pct: v.relative_humidity_pct,
+            hydration_pct: v.hydration_pct,
+            activity_level: v.activity_level,
+            pain_scale: v.pain_scale,
+        },
+        device: DeviceStatus {
+            battery_pct: device.battery_pct,
+            signal_quality_pct: device.signal_quality_pct,
+            firmware_version: device.firmware_version.map(|f| f.as_ref().into()),
+        },
+        quality_flag: r.quality_flag.parse::<QualityFlag>().ok()?,
+    })
+}
+
+/// The general parser: a JSON tree, every field checked, every issue reported.
+fn parse_general(bytes: &[u8]) -> Result<Measurement, Vec<Rejection>> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         vec![Rejection::new(
             RejectReason::MalformedJson,
@@ -513,6 +665,115 @@ mod tests {
         assert_eq!(issues[0].qualified_code(), "unknown_field:vitals.freq_card");
         assert!(parse_json(b"[1,2]").is_err());
         assert!(parse_json(b"").is_err());
+    }
+
+    /// The fast path may only ever accept what the general parser accepts, with the same
+    /// result: every field of the SPEC example, replaced by values of every kind.
+    #[test]
+    fn wire_fast_path_agrees_with_the_general_parser() {
+        let base: Value = serde_json::from_str(SPEC_EXAMPLE).expect("json");
+        let replacements: Vec<Value> = [
+            "null",
+            "0",
+            "1",
+            "-1",
+            "1.0",
+            "1.5",
+            "80",
+            "80.0",
+            "130",
+            "1e12",
+            "-1e12",
+            "\"x\"",
+            "\"2026-03-14T08:30:05Z\"",
+            "\"2026-03-14 08:30\"",
+            "\"5b0c3f6e-4d7b-4e61-9a4e-0f4a1f3c2d10\"",
+            "\"5B0C3F6E4D7B4E619A4E0F4A1F3C2D10\"",
+            "\"ok\"",
+            "\"motion\"",
+            "\"OK\"",
+            "{}",
+            "[]",
+            "true",
+            "2147483648",
+        ]
+        .iter()
+        .map(|t| serde_json::from_str(t).expect("json"))
+        .collect();
+        let mut variants = vec![SPEC_EXAMPLE.as_bytes().to_vec()];
+        let paths: Vec<Vec<&str>> = base
+            .as_object()
+            .expect("object")
+            .iter()
+            .flat_map(|(k, v)| match v {
+                Value::Object(inner) => inner
+                    .keys()
+                    .map(|ik| vec![k.as_str(), ik.as_str()])
+                    .chain([vec![k.as_str()]])
+                    .collect::<Vec<_>>(),
+                _ => vec![vec![k.as_str()]],
+            })
+            .collect();
+        for path in &paths {
+            for r in &replacements {
+                let mut v = base.clone();
+                let slot = path.iter().fold(&mut v, |node, k| &mut node[*k]);
+                *slot = r.clone();
+                variants.push(serde_json::to_vec(&v).expect("json"));
+            }
+            let mut v = base.clone();
+            let (last, parents) = path.split_last().expect("non-empty");
+            let parent = parents.iter().fold(&mut v, |node, k| &mut node[*k]);
+            parent.as_object_mut().expect("object").remove(*last);
+            variants.push(serde_json::to_vec(&v).expect("json"));
+        }
+        // Unknown and duplicated keys.
+        variants.push(
+            SPEC_EXAMPLE
+                .replace("\"quality_flag\"", "\"extra\": 1, \"quality_flag\"")
+                .into_bytes(),
+        );
+        variants.push(
+            SPEC_EXAMPLE
+                .replace(
+                    "\"spo2_pct\": 95.4",
+                    "\"spo2_pct\": 95.4, \"spo2_pct\": 96.0",
+                )
+                .into_bytes(),
+        );
+        variants.push(
+            SPEC_EXAMPLE
+                .replace("\"battery_pct\"", "\"x\": 1, \"battery_pct\"")
+                .into_bytes(),
+        );
+        variants.push(
+            serde_json::to_vec(&Value::Array(
+                base.as_object()
+                    .expect("object")
+                    .values()
+                    .cloned()
+                    .collect(),
+            ))
+            .expect("json"),
+        );
+        let mut fast = 0;
+        for bytes in &variants {
+            let general = parse_general(bytes);
+            match parse_fast(bytes) {
+                Some(m) => {
+                    fast += 1;
+                    assert_eq!(general, Ok(m), "{}", String::from_utf8_lossy(bytes));
+                }
+                None => {
+                    // Slower, never different: parse_json gives the general answer.
+                    assert_eq!(parse_json(bytes), general);
+                }
+            }
+        }
+        assert!(
+            fast > 50,
+            "the fast path serves the valid variants ({fast})"
+        );
     }
 
     #[test]
