@@ -702,8 +702,27 @@ fn serve_answers_503_when_the_broker_is_down_and_stops_gracefully() {
     assert_eq!(status, 503, "health checks the broker for real: {body}");
     assert_eq!(json(&body)["broker"], "unreachable");
 
+    // A request in flight when SIGTERM comes still gets its answer before the process exits.
+    let port = server.port;
+    let auth = format!("Bearer {token}");
+    let body = lines[20..30].join("\n");
+    let in_flight = std::thread::spawn(move || {
+        http(
+            port,
+            "POST",
+            "/v1/measurements",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/x-ndjson"),
+            ],
+            body.as_bytes(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
     let exit = server.terminate();
     assert!(exit.success(), "SIGTERM drains and exits 0: {exit}");
+    let (status, body) = in_flight.join().expect("the in-flight request returns");
+    assert_eq!(status, 503, "answered, not cut off: {body}");
 }
 
 #[test]
