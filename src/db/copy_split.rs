@@ -45,18 +45,85 @@ pub fn split_by_week(
     data: &[u8],
     time_field: usize,
 ) -> Result<BTreeMap<NaiveDate, (u64, Vec<u8>)>, String> {
+    let mut weeks: BTreeMap<NaiveDate, (u64, Vec<u8>)> = BTreeMap::new();
+    for_each_tuple(data, time_field, &mut |week, tuple| {
+        let entry = weeks.entry(week).or_default();
+        entry.0 += 1;
+        entry.1.extend_from_slice(tuple);
+        true
+    })?;
+    Ok(weeks)
+}
+
+/// Hands over each week's tuples as soon as the week is complete, so that the database can
+/// load one week while the next is being cut. A backup lists measurements partition by
+/// partition, so a week is complete when a tuple of a later week appears; tuples that come
+/// out of that order are handed over again as another part of their week, at the end.
+/// `emit` returns false to stop early.
+pub fn for_each_week(
+    data: &[u8],
+    time_field: usize,
+    emit: &mut dyn FnMut(NaiveDate, u64, Vec<u8>) -> bool,
+) -> Result<(), String> {
+    let mut current: Option<(NaiveDate, u64, Vec<u8>)> = None;
+    let mut stragglers: BTreeMap<NaiveDate, (u64, Vec<u8>)> = BTreeMap::new();
+    let mut stopped = false;
+    for_each_tuple(data, time_field, &mut |week, tuple| {
+        match &mut current {
+            Some((w, n, rows)) if *w == week => {
+                *n += 1;
+                rows.extend_from_slice(tuple);
+            }
+            Some((w, _, _)) if week < *w => {
+                let entry = stragglers.entry(week).or_default();
+                entry.0 += 1;
+                entry.1.extend_from_slice(tuple);
+            }
+            _ => {
+                if let Some((w, n, rows)) = current.take() {
+                    if !emit(w, n, rows) {
+                        stopped = true;
+                        return false;
+                    }
+                }
+                current = Some((week, 1, tuple.to_vec()));
+            }
+        }
+        true
+    })?;
+    if stopped {
+        return Ok(());
+    }
+    if let Some((w, n, rows)) = current {
+        if !emit(w, n, rows) {
+            return Ok(());
+        }
+    }
+    for (w, (n, rows)) in stragglers {
+        if !emit(w, n, rows) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with the week and bytes of every tuple, in order; `f` returns false to stop.
+fn for_each_tuple(
+    data: &[u8],
+    time_field: usize,
+    f: &mut dyn FnMut(NaiveDate, &[u8]) -> bool,
+) -> Result<(), String> {
     if data.get(..SIGNATURE.len()) != Some(SIGNATURE.as_slice()) {
         return Err("not a binary COPY stream".into());
     }
     let mut at = SIGNATURE.len() + 4;
     let extension = i32::from_be_bytes(read::<4>(data, &mut at)?);
     at += usize::try_from(extension).map_err(|_| "bad header extension".to_string())?;
-    let mut weeks: BTreeMap<NaiveDate, (u64, Vec<u8>)> = BTreeMap::new();
     loop {
         let start = at;
         let fields = i16::from_be_bytes(read::<2>(data, &mut at)?);
         if fields == -1 {
-            return Ok(weeks);
+            return Ok(());
         }
         let mut week = None;
         for f in 0..fields.max(0) as usize {
@@ -79,9 +146,9 @@ pub fn split_by_week(
         }
         let week =
             week.ok_or_else(|| format!("a tuple without field {time_field} at byte {start}"))?;
-        let entry = weeks.entry(week).or_default();
-        entry.0 += 1;
-        entry.1.extend_from_slice(&data[start..at]);
+        if !f(week, &data[start..at]) {
+            return Ok(());
+        }
     }
 }
 
@@ -118,6 +185,49 @@ mod tests {
         assert_eq!(weeks.len(), 2);
         assert_eq!(weeks[&d("2026-03-02")], (2, [a, c].concat()));
         assert_eq!(weeks[&d("2026-03-09")], (1, b));
+    }
+
+    #[test]
+    fn weeks_are_handed_over_when_complete_and_stragglers_at_the_end() {
+        let sunday = (1_773_014_399 * 1_000_000) - PG_EPOCH_US;
+        let monday = sunday + 1_000_000;
+        let next_monday = monday + 7 * 86_400 * 1_000_000;
+        let (a, b, c, d) = (
+            tuple(sunday, b"a"),
+            tuple(monday, b"b"),
+            tuple(sunday, b"late"),
+            tuple(next_monday, b"d"),
+        );
+        let mut data = header();
+        for t in [&a, &b, &c, &d] {
+            data.extend_from_slice(t);
+        }
+        data.extend_from_slice(&TRAILER);
+        let mut seen = Vec::new();
+        for_each_week(&data, 1, &mut |w, n, rows| {
+            seen.push((w.to_string(), n, rows));
+            true
+        })
+        .expect("split");
+        assert_eq!(
+            seen,
+            vec![
+                ("2026-03-02".to_string(), 1, a.clone()),
+                ("2026-03-09".to_string(), 1, b.clone()),
+                ("2026-03-16".to_string(), 1, d.clone()),
+                ("2026-03-02".to_string(), 1, c.clone()),
+            ]
+        );
+        let mut calls = 0;
+        for_each_week(&data, 1, &mut |_, _, _| {
+            calls += 1;
+            false
+        })
+        .expect("stops");
+        assert_eq!(calls, 1, "a false from emit stops the split");
+        // Everything in one group per week is what split_by_week gives.
+        let grouped = split_by_week(&data, 1).expect("split");
+        assert_eq!(grouped.len(), 3);
     }
 
     #[test]

@@ -647,8 +647,32 @@ fn restore_measurements(
         )
         .map_err(query_error("cannot read the measurements table's columns"))?
         .get(0);
-    let weeks = super::copy_split::split_by_week(&data, time_field as usize).map_err(file_err)?;
-    drop(data);
+    // The week being cut on one core while the database loads the previous one on the other.
+    let (sender, weeks) = std::sync::mpsc::sync_channel::<(chrono::NaiveDate, Vec<u8>)>(2);
+    let data = &data;
+    std::thread::scope(|scope| {
+        let splitter = scope.spawn(move || {
+            super::copy_split::for_each_week(data, time_field as usize, &mut |week, _, rows| {
+                sender.send((week, rows)).is_ok()
+            })
+        });
+        let loaded = load_weeks(tx, archive, weeks);
+        // The loader stopped first on an error: the splitter then stops at its next week.
+        let split = splitter
+            .join()
+            .unwrap_or_else(|_| Err("the splitting thread failed".into()));
+        let inserted = loaded?;
+        split.map_err(file_err)?;
+        Ok(inserted)
+    })
+}
+
+/// Loads each week received from the splitter (see `restore_measurements`).
+fn load_weeks(
+    tx: &mut postgres::Transaction<'_>,
+    archive: &Path,
+    weeks: std::sync::mpsc::Receiver<(chrono::NaiveDate, Vec<u8>)>,
+) -> Result<u64, ArchiveError> {
     let copy = |tx: &mut postgres::Transaction<'_>,
                 table: &str,
                 rows: &[u8]|
@@ -670,7 +694,7 @@ fn restore_measurements(
     };
     let mut inserted = 0;
     let mut staged = false;
-    for (week, (_, rows)) in weeks {
+    for (week, rows) in weeks {
         let bulk: Option<String> = tx
             .query_one("SELECT kidjamo_bulk_week_begin($1)", &[&week])
             .map_err(query_error(format!("cannot prepare the week of {week}")))?
