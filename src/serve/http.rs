@@ -12,8 +12,7 @@ use crate::domain::time::UtcMillis;
 use crate::stream::kafka::{producer_config, Compression};
 use crate::stream::produce::{wire_headers, OutRecord};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -170,7 +169,6 @@ impl App {
 
 /// The routes; legacy ones only when asked for.
 pub fn router(app: Arc<App>) -> Router {
-    let limit = app.settings.max_body_bytes;
     let mut r = Router::new()
         .route("/v1/measurements", post(post_v1))
         .route("/health", get(health))
@@ -181,7 +179,9 @@ pub fn router(app: Arc<App>) -> Router {
             .route("/iot/measurements", post(post_legacy_iot))
             .route("/ingest", post(post_legacy_ingest));
     }
-    r.layer(DefaultBodyLimit::max(limit)).with_state(app)
+    // Ingestion routes read their bodies themselves, with the configured limit.
+    r.layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(app)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and flushes the producer.
@@ -229,39 +229,25 @@ fn error_response(status: StatusCode, message: &str) -> Response {
     json_response(status, json!({ "error": message }))
 }
 
-async fn post_v1(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    ingest(app, "v1_measurements", false, headers, body).await
+async fn post_v1(State(app): State<Arc<App>>, request: Request) -> Response {
+    ingest(app, "v1_measurements", false, request).await
 }
 
-async fn post_legacy_iot(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    ingest(app, "legacy_iot_measurements", true, headers, body).await
+async fn post_legacy_iot(State(app): State<Arc<App>>, request: Request) -> Response {
+    ingest(app, "legacy_iot_measurements", true, request).await
 }
 
-async fn post_legacy_ingest(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    ingest(app, "legacy_ingest", true, headers, body).await
+async fn post_legacy_ingest(State(app): State<Arc<App>>, request: Request) -> Response {
+    ingest(app, "legacy_ingest", true, request).await
 }
 
-async fn ingest(
-    app: Arc<App>,
-    route: &'static str,
-    legacy: bool,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn ingest(app: Arc<App>, route: &'static str, legacy: bool, request: Request) -> Response {
     let started = Instant::now();
-    let response = handle(&app, legacy, &headers, body).await;
+    let (parts, body) = request.into_parts();
+    let response = match read_body(&app, &parts.headers, body).await {
+        Ok(body) => handle(&app, legacy, &parts.headers, body).await,
+        Err(too_large) => too_large,
+    };
     app.metrics.request(
         route,
         response.status().as_u16(),
@@ -319,27 +305,35 @@ async fn authenticated(
     }
 }
 
-async fn handle(
-    app: &Arc<App>,
-    legacy: bool,
+/// The body, or a 413: refused on its announced length before any of it is read (so the
+/// client is not left sending into a closed connection), else cut off at the limit.
+async fn read_body(
+    app: &App,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "the body is larger than {} bytes",
-                    app.settings.max_body_bytes
-                )
-            } else {
-                rejection.body_text()
-            };
-            return error_response(status, &message);
-        }
+    body: axum::body::Body,
+) -> Result<Bytes, Response> {
+    let limit = app.settings.max_body_bytes;
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {limit} bytes"),
+        )
     };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    // A read that fails is the limit being passed (chunked bodies) or a client gone away,
+    // which cannot read any answer.
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
+}
+
+async fn handle(app: &Arc<App>, legacy: bool, headers: &HeaderMap, body: Bytes) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
