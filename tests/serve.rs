@@ -55,6 +55,11 @@ fn http(
     s.write_all(req.as_bytes()).expect("send head");
     // A server may answer (413) before reading a large body; a failed write is not an error.
     let _ = s.write_all(body);
+    read_response(s)
+}
+
+/// Status and body of the answer on a `Connection: close` exchange.
+fn read_response(mut s: TcpStream) -> (u16, String) {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -81,19 +86,7 @@ fn head_only(port: u16, token: &str, length: usize) -> (u16, String) {
          Content-Length: {length}\r\n\r\n"
     );
     s.write_all(head.as_bytes()).expect("send head");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    read_response(s)
 }
 
 fn json(body: &str) -> Value {
@@ -306,22 +299,15 @@ fn cohort() -> Cohort {
         .collect();
     let mut devices = Vec::new();
     for (device, patient) in ids {
-        let out = kidjamo()
-            .args(["devices", "issue-token", &device, "--credentials"])
-            .arg(&credentials)
-            .arg("--lake")
-            .arg(&lake)
-            .output()
-            .expect("issue-token runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string();
+        let token = issue_token(&[
+            "devices".as_ref(),
+            "issue-token".as_ref(),
+            device.as_ref(),
+            "--credentials".as_ref(),
+            credentials.as_os_str(),
+            "--lake".as_ref(),
+            lake.as_os_str(),
+        ]);
         assert!(token.starts_with("kjd1."), "{token}");
         let stored = std::fs::read_to_string(&credentials).expect("credentials");
         assert!(
@@ -366,6 +352,20 @@ impl Cohort {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// Runs `kidjamo devices issue-token …` and returns the token it prints.
+fn issue_token(args: &[&std::ffi::OsStr]) -> String {
+    let out = kidjamo().args(args).output().expect("issue-token runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 fn now_ms() -> kidjamo::domain::time::UtcMillis {
@@ -617,31 +617,24 @@ fn serve_refuses_bad_bodies_records_and_credentials() {
     let ts = (now_ms().0 / 1000).to_string();
     let signed = good("5b0c3f6e-4d7b-4e61-9a4e-0f4a1f3c2d12", "97.0");
     let signature = sign(&key, ts.parse().expect("ts"), signed.as_bytes());
-    let (status, body) = http(
-        server.port,
-        "POST",
-        "/v1/measurements",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Kidjamo-Device", &device),
-            ("X-Kidjamo-Timestamp", &ts),
-            ("X-Kidjamo-Signature", &signature),
-        ],
-        signed.as_bytes(),
-    );
+    let signed_headers = [
+        ("Content-Type", "application/json"),
+        ("X-Kidjamo-Device", device.as_str()),
+        ("X-Kidjamo-Timestamp", ts.as_str()),
+        ("X-Kidjamo-Signature", signature.as_str()),
+    ];
+    let post_signed = |body: &str| {
+        http(
+            server.port,
+            "POST",
+            "/v1/measurements",
+            &signed_headers,
+            body.as_bytes(),
+        )
+    };
+    let (status, body) = post_signed(&signed);
     assert_eq!(status, 202, "{body}");
-    let (status, _) = http(
-        server.port,
-        "POST",
-        "/v1/measurements",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Kidjamo-Device", &device),
-            ("X-Kidjamo-Timestamp", &ts),
-            ("X-Kidjamo-Signature", &signature),
-        ],
-        ok.as_bytes(),
-    );
+    let (status, _) = post_signed(&ok);
     assert_eq!(status, 401, "a signature covers its own body only");
 
     // Legacy shapes on the legacy routes, mapped to schema 1.
@@ -768,19 +761,13 @@ fn serve_takes_device_credentials_from_postgresql() {
              INSERT INTO device_assignments VALUES ('{device}', '{patient}', '2026-01-01Z', NULL);"
         ))
         .expect("seed");
-    let out = kidjamo()
-        .args(["devices", "issue-token", device, "--database-url", &db.url])
-        .output()
-        .expect("issue-token runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let token = issue_token(&[
+        "devices".as_ref(),
+        "issue-token".as_ref(),
+        device.as_ref(),
+        "--database-url".as_ref(),
+        db.url.as_ref(),
+    ]);
     let stored: Vec<u8> = db
         .client()
         .query_one(
