@@ -1,10 +1,11 @@
 //! What every subcommand gets: the effective configuration, the validated thresholds and the
 //! output preferences.
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use kidjamo::config::{self, Config, Environment};
 use kidjamo::domain::thresholds::Thresholds;
-use std::path::Path;
+use kidjamo::serve::credentials::CredentialStore;
+use std::path::{Path, PathBuf};
 
 pub struct Context {
     pub config: Config,
@@ -44,6 +45,34 @@ impl Context {
             quiet,
             verbose,
         })
+    }
+}
+
+/// Which device credential store the flags and configuration name (`serve`, `devices`).
+pub fn credential_store(
+    file_flag: &Option<PathBuf>,
+    url_flag: &Option<String>,
+    ctx: &Context,
+) -> Result<CredentialStore> {
+    if let Some(f) = file_flag
+        .clone()
+        .or_else(|| ctx.config.serve.credentials_file.clone())
+    {
+        return Ok(CredentialStore::File(f));
+    }
+    let url = url_flag.clone().or_else(|| {
+        ctx.config
+            .database
+            .url
+            .as_ref()
+            .map(|s| s.expose().to_string())
+    });
+    match url {
+        Some(u) => Ok(CredentialStore::Postgres(u)),
+        None => bail!(
+            "no device credential store: pass --credentials FILE or --database-url URL \
+             (or set serve.credentials_file or database.url)"
+        ),
     }
 }
 

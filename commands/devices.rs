@@ -41,7 +41,7 @@ pub fn run(cmd: DevicesCommand, ctx: &Context) -> Result<ExitCode> {
 }
 
 fn issue_token(args: IssueArgs, ctx: &Context) -> Result<ExitCode> {
-    let store = crate::serve::credential_store(&args.credentials, &args.database_url, ctx)?;
+    let store = crate::context::credential_store(&args.credentials, &args.database_url, ctx)?;
     let patient = match args.patient {
         Some(p) => p,
         None => match store.assigned_patient(args.device_id)? {

@@ -4,7 +4,6 @@
 use crate::context::Context;
 use anyhow::{bail, Context as _, Result};
 use clap::Args as ClapArgs;
-use kidjamo::serve::credentials::CredentialStore;
 use kidjamo::serve::http::{serve, App, ServeSettings};
 use kidjamo::stream::kafka::{Compression, KafkaTarget};
 use kidjamo::stream::source::InputFormat;
@@ -49,34 +48,6 @@ pub struct Args {
     threads: Option<usize>,
 }
 
-/// Which credential store the flags and configuration name.
-pub fn credential_store(
-    file_flag: &Option<PathBuf>,
-    url_flag: &Option<String>,
-    ctx: &Context,
-) -> Result<CredentialStore> {
-    if let Some(f) = file_flag
-        .clone()
-        .or_else(|| ctx.config.serve.credentials_file.clone())
-    {
-        return Ok(CredentialStore::File(f));
-    }
-    let url = url_flag.clone().or_else(|| {
-        ctx.config
-            .database
-            .url
-            .as_ref()
-            .map(|s| s.expose().to_string())
-    });
-    match url {
-        Some(u) => Ok(CredentialStore::Postgres(u)),
-        None => bail!(
-            "no device credential store: pass --credentials FILE or --database-url URL \
-             (or set serve.credentials_file or database.url)"
-        ),
-    }
-}
-
 pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
     let kafka = &ctx.config.kafka;
     let cfg = &ctx.config.serve;
@@ -97,7 +68,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
     if max_body_bytes == 0 || ack_timeout_ms == 0 {
         bail!("--max-body-bytes and --ack-timeout-ms must be positive");
     }
-    let store = credential_store(&args.credentials, &args.database_url, ctx)?;
+    let store = crate::context::credential_store(&args.credentials, &args.database_url, ctx)?;
     let partitions = kafka.partitions as i32;
     for topic in [&target.topic, &kafka.quarantine_topic] {
         ensure_topic(&target.brokers, topic, partitions, Duration::from_secs(10))

@@ -13,24 +13,17 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::kafka::Broker;
+use support::kafka::{free_port, Broker};
 use support::TestDb;
 
 fn kidjamo() -> Command {
     let mut c = Command::cargo_bin("kidjamo").expect("binary built");
     c.env_remove("KIDJAMO_CONFIG").env_remove("RUST_LOG");
     c
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// One HTTP/1.1 exchange over a fresh connection: (status, body).
@@ -189,6 +182,12 @@ struct TopicRecord {
     payload: Vec<u8>,
     timestamp: Option<i64>,
     headers: Vec<(String, String)>,
+}
+
+impl TopicRecord {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload).expect("a JSON payload")
+    }
 }
 
 /// Every record of `topic` (all partitions, partition by partition in offset order), waiting
@@ -369,12 +368,7 @@ fn issue_token(args: &[&std::ffi::OsStr]) -> String {
 }
 
 fn now_ms() -> kidjamo::domain::time::UtcMillis {
-    kidjamo::domain::time::UtcMillis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as i64,
-    )
+    kidjamo::domain::time::UtcMillis(chrono::Utc::now().timestamp_millis())
 }
 
 #[test]
@@ -523,16 +517,11 @@ fn serve_refuses_bad_bodies_records_and_credentials() {
     assert_eq!(v["rejections"][1]["index"], 2);
     let quarantined = read_topic(&broker, "q", 2);
     assert_eq!(quarantined.len(), 2);
-    let q = json(
-        std::str::from_utf8(
-            &quarantined
-                .iter()
-                .find(|r| json(std::str::from_utf8(&r.payload).expect("utf-8"))["index"] == 1)
-                .expect("index 1")
-                .payload,
-        )
-        .expect("utf-8"),
-    );
+    let q = quarantined
+        .iter()
+        .map(TopicRecord::json)
+        .find(|q| q["index"] == 1)
+        .expect("index 1");
     assert!(q["raw_payload"].as_str().expect("raw").contains("130"));
     assert_eq!(q["reasons"][0]["code"], "out_of_range");
 

@@ -674,20 +674,21 @@ fn replay_paces_by_rate_and_by_event_time() {
     let out = dir.path().join("out.jsonl");
     // 300 records at 200/s: the last is due 1.495 s after the first.
     let lines: Vec<String> = (0..300).map(|i| line(i, 0)).collect();
-    std::fs::write(&input, lines.join("\n")).expect("write");
-    let started = Instant::now();
-    kidjamo()
-        .args(["replay", "--rate", "200", "--input"])
-        .arg(&input)
-        .arg("--to")
-        .arg(format!("file://{}", out.display()))
-        .assert()
-        .success();
-    assert!(
-        started.elapsed() >= Duration::from_millis(1400),
-        "{:?}",
+    // Lines of `lines` replayed to a file with one pacing flag; the wall time it took.
+    let paced_replay = |lines: &[String], flag: &str, value: &str| {
+        std::fs::write(&input, lines.join("\n")).expect("write");
+        let started = Instant::now();
+        kidjamo()
+            .args(["replay", flag, value, "--input"])
+            .arg(&input)
+            .arg("--to")
+            .arg(format!("file://{}", out.display()))
+            .assert()
+            .success();
         started.elapsed()
-    );
+    };
+    let took = paced_replay(&lines, "--rate", "200");
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
     assert_eq!(
         std::fs::read_to_string(&out).expect("out").lines().count(),
         300
@@ -698,20 +699,8 @@ fn replay_paces_by_rate_and_by_event_time() {
         .enumerate()
         .map(|(i, s)| line(i as u32, *s))
         .collect();
-    std::fs::write(&input, lines.join("\n")).expect("write");
-    let started = Instant::now();
-    kidjamo()
-        .args(["replay", "--speed", "60", "--input"])
-        .arg(&input)
-        .arg("--to")
-        .arg(format!("file://{}", out.display()))
-        .assert()
-        .success();
-    assert!(
-        started.elapsed() >= Duration::from_millis(1900),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = paced_replay(&lines, "--speed", "60");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
     // Bad pacing is refused with the flag named.
     let bad = kidjamo()
         .args(["replay", "--rate", "0", "--input"])

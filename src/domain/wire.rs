@@ -182,37 +182,26 @@ struct FastRecord<'a> {
     quality_flag: Cow<'a, str>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct FastVitals {
-    #[serde(default)]
     spo2_pct: Option<f64>,
-    #[serde(default)]
     heart_rate_bpm: Option<i32>,
-    #[serde(default)]
     respiratory_rate_min: Option<i32>,
-    #[serde(default)]
     temperature_c: Option<f64>,
-    #[serde(default)]
     ambient_temperature_c: Option<f64>,
-    #[serde(default)]
     relative_humidity_pct: Option<f64>,
-    #[serde(default)]
     hydration_pct: Option<f64>,
-    #[serde(default)]
     activity_level: Option<i32>,
-    #[serde(default)]
     pain_scale: Option<i32>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct FastDevice<'a> {
-    #[serde(default)]
     battery_pct: Option<i32>,
-    #[serde(default)]
     signal_quality_pct: Option<i32>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     firmware_version: Option<Cow<'a, str>>,
 }
 
@@ -254,11 +243,7 @@ fn parse_fast(bytes: &[u8]) -> Option<Measurement> {
         ("relative_humidity_pct", v.relative_humidity_pct),
         ("hydration_pct", v.hydration_pct),
     ];
-    let device = r.device.map(|d| d.0).unwrap_or(FastDevice {
-        battery_pct: None,
-        signal_quality_pct: None,
-        firmware_version: None,
-    });
+    let device = r.device.map(|d| d.0).unwrap_or_default();
     let ints = [
         ("heart_rate_bpm", v.heart_rate_bpm),
         ("respiratory_rate_min", v.respiratory_rate_min),

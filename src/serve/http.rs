@@ -278,12 +278,9 @@ fn presented(headers: &HeaderMap) -> Presented<'_> {
     }
 }
 
+/// Receive time: where records enter the platform, the one place `serve` reads the clock.
 fn now() -> UtcMillis {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    UtcMillis(ms)
+    UtcMillis(chrono::Utc::now().timestamp_millis())
 }
 
 async fn authenticated(

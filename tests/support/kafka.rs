@@ -11,7 +11,8 @@ pub struct Broker {
     pub port: u16,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now (for brokers and servers the tests start).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
