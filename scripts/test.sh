@@ -19,6 +19,8 @@ trap 'for f in "${on_exit[@]}"; do "$f"; done' EXIT
 . scripts/services/postgres.sh
 # shellcheck source=services/kafka.sh
 . scripts/services/kafka.sh
+# shellcheck source=services/s3.sh
+. scripts/services/s3.sh
 
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -19,6 +19,29 @@ pub struct PartitionCheckpoint {
     pub next_offset: i64,
     pub watermark: Option<UtcMillis>,
     pub engine: EngineState,
+    /// The last record before `next_offset` (absent in checkpoints of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_record: Option<RecordMark>,
+}
+
+/// A record's offset and a digest of its payload. A topic deleted and created again numbers
+/// its records from 0 afresh: once it has grown past the checkpoint, only the content found at
+/// the checkpoint's last offset tells the new incarnation from the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMark {
+    pub offset: i64,
+    /// SHA-256 of the payload, first 16 bytes in hex (a fingerprint, not a secret).
+    pub payload_digest: String,
+}
+
+impl RecordMark {
+    pub fn of(offset: i64, payload: &[u8]) -> RecordMark {
+        use sha2::{Digest, Sha256};
+        RecordMark {
+            offset,
+            payload_digest: hex::encode(&Sha256::digest(payload)[..16]),
+        }
+    }
 }
 
 /// `_state/stream/<group>/<topic>/partition=<p>.json` under the lake root.
@@ -99,6 +122,7 @@ mod tests {
             next_offset: 42,
             watermark: Some(UtcMillis(7)),
             engine: EngineState::default(),
+            last_record: Some(RecordMark::of(41, b"{}")),
         };
         store(dir.path(), "my group", &cp).expect("store");
         let p = path(dir.path(), "my group", "kidjamo.measurements", 3);
@@ -107,6 +131,14 @@ mod tests {
             load(dir.path(), "my group", "kidjamo.measurements", 3).expect("load"),
             Some(cp)
         );
+        // A checkpoint of an earlier version, without the last record's mark, still loads.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("json");
+        old.as_object_mut().expect("object").remove("last_record");
+        std::fs::write(&p, old.to_string()).expect("old checkpoint");
+        let loaded = load(dir.path(), "my group", "kidjamo.measurements", 3).expect("old");
+        assert_eq!(loaded.map(|c| c.last_record), Some(None));
+        assert_ne!(RecordMark::of(41, b"{}"), RecordMark::of(41, b"{ }"));
         std::fs::write(&p, b"{").expect("corrupt");
         let e = load(dir.path(), "my group", "kidjamo.measurements", 3).expect_err("corrupt");
         assert!(e.to_string().contains("partition=3.json"), "{e}");

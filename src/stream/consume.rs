@@ -19,7 +19,7 @@
 //! and state: its new owner reads them again from the committed offset and the checkpoint.
 
 use super::alerter::{Fed, StreamAlerter};
-use super::checkpoint::{self, PartitionCheckpoint};
+use super::checkpoint::{self, PartitionCheckpoint, RecordMark};
 use super::kafka::{consumer_config, Compression, KafkaTarget};
 use super::legacy;
 use super::metrics::Metrics;
@@ -105,6 +105,13 @@ struct PartitionState<'t> {
     durable_next: i64,
     /// The offset after the last record taken into the current batch.
     next: i64,
+    /// The last durable record (from the checkpoint, then from each flush).
+    durable_mark: Option<RecordMark>,
+    /// The last record taken into the current batch.
+    mark: Option<RecordMark>,
+    /// The offset of the last record received (taken or skipped): offsets going back below
+    /// it mean the consumer was rewound, which is when the topic's identity is checked.
+    last_seen: Option<i64>,
     source: Arc<str>,
 }
 
@@ -280,7 +287,9 @@ impl<'a> Streamer<'a> {
         self.update_gauges();
         status(&self.metrics);
         self.report.alerts_opened = self.metrics.alerts_opened();
-        Ok(self.report)
+        let report = std::mem::take(&mut self.report);
+        close_within(self.consumer, CLOSE_LIMIT);
+        Ok(report)
     }
 
     /// Forgets partitions a rebalance took away: their unflushed records will be read again
@@ -325,12 +334,13 @@ impl<'a> Streamer<'a> {
                 &self.settings.topic,
                 partition,
             )?;
-            let (alerter, durable_next) = match cp {
+            let (alerter, durable_next, durable_mark) = match cp {
                 Some(cp) => (
                     StreamAlerter::resume(self.thresholds, cp.engine, cp.watermark),
                     cp.next_offset,
+                    cp.last_record,
                 ),
-                None => (StreamAlerter::new(self.thresholds), 0),
+                None => (StreamAlerter::new(self.thresholds), 0, None),
             };
             self.partitions.insert(
                 partition,
@@ -338,10 +348,12 @@ impl<'a> Streamer<'a> {
                     alerter,
                     durable_next,
                     next: durable_next,
+                    mark: durable_mark.clone(),
+                    durable_mark,
+                    last_seen: None,
                     source: Arc::from(format!("kafka:{}/{partition}", self.settings.topic)),
                 },
             );
-            self.forget_offsets_if_topic_recreated(partition);
         }
         Ok(self
             .partitions
@@ -352,8 +364,10 @@ impl<'a> Streamer<'a> {
     /// Judges a chunk of records (parse and validate on all cores), runs the engine over each
     /// partition's valid records (partitions in parallel, each in offset order), then routes
     /// the records to the batch and publishes the alerts.
-    /// A topic deleted and created again starts its offsets afresh: a checkpoint beyond its
-    /// end belongs to the old topic, and skipping records below it would lose them.
+    /// A topic deleted and created again starts its offsets afresh: a checkpoint of the old
+    /// topic must be forgotten, or the new records below it would be skipped as durable. The
+    /// new incarnation shows either by ending below the checkpoint or, once it has grown past
+    /// it, by holding another record at the checkpoint's last offset.
     fn forget_offsets_if_topic_recreated(&mut self, partition: i32) {
         let Some(state) = self.partitions.get(&partition) else {
             return;
@@ -362,21 +376,46 @@ impl<'a> Streamer<'a> {
         if durable_next == 0 {
             return;
         }
-        if let Ok((_, high)) =
+        let timeout = Duration::from_secs(5);
+        let Ok((low, high)) =
             self.consumer
-                .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(5))
-        {
-            if high < durable_next {
-                tracing::warn!(
-                    partition,
-                    checkpoint = durable_next,
-                    end = high,
-                    "the topic is behind its checkpoint (recreated?); reading it from its start"
-                );
-                if let Some(state) = self.partitions.get_mut(&partition) {
-                    state.durable_next = 0;
-                    state.next = 0;
+                .fetch_watermarks(&self.settings.topic, partition, timeout)
+        else {
+            return;
+        };
+        let recreated = if high < durable_next {
+            true
+        } else {
+            match &state.durable_mark {
+                Some(mark) if mark.offset == durable_next - 1 => {
+                    // None: the record is gone (retention) or unreadable now; nothing proves a
+                    // new topic, so the checkpoint stands.
+                    let found = super::kafka::payload_at(
+                        &self.settings.brokers,
+                        &self.settings.topic,
+                        partition,
+                        mark.offset,
+                        low,
+                        timeout,
+                    )
+                    .map(|payload| RecordMark::of(mark.offset, &payload));
+                    found.is_some_and(|found| found != *mark)
                 }
+                _ => false,
+            }
+        };
+        if recreated {
+            tracing::warn!(
+                partition,
+                checkpoint = durable_next,
+                end = high,
+                "the topic is not the one of the checkpoint (deleted and recreated); reading it from its start"
+            );
+            if let Some(state) = self.partitions.get_mut(&partition) {
+                state.durable_next = 0;
+                state.next = 0;
+                state.durable_mark = None;
+                state.mark = None;
             }
         }
     }
@@ -387,13 +426,14 @@ impl<'a> Streamer<'a> {
         self.report.consumed += n;
         let received_at = UtcMillis(chrono::Utc::now().timestamp_millis());
         let mut work = Vec::with_capacity(chunk.len());
-        let mut checked: Vec<i32> = Vec::new();
         for t in chunk {
             let state = self.partition(t.partition)?;
-            if t.offset < state.durable_next && !checked.contains(&t.partition) {
-                // Offsets going back below the checkpoint: records re-read after a crash, or
-                // the topic was recreated under us (its end is then below the checkpoint).
-                checked.push(t.partition);
+            let rewound = state.last_seen.is_none_or(|seen| t.offset <= seen);
+            state.last_seen = Some(t.offset);
+            if t.offset < state.durable_next && rewound {
+                // The first record below the checkpoint, or offsets going back: records
+                // re-read after a crash, or a topic recreated under us. Checked once per
+                // rewind, not per record.
                 self.forget_offsets_if_topic_recreated(t.partition);
             }
             let state = self.partition(t.partition)?;
@@ -404,6 +444,17 @@ impl<'a> Streamer<'a> {
             }
             state.next = t.offset + 1;
             work.push((state.source.clone(), t));
+        }
+        // The last record of each partition in this chunk marks the checkpoint (a digest per
+        // partition per chunk, not per record).
+        let mut marked: Vec<i32> = Vec::new();
+        for (_, t) in work.iter().rev() {
+            if !marked.contains(&t.partition) {
+                marked.push(t.partition);
+                if let Some(state) = self.partitions.get_mut(&t.partition) {
+                    state.mark = Some(RecordMark::of(t.offset, &t.raw));
+                }
+            }
         }
         let reference = self.reference;
         let legacy = self.settings.input_format == InputFormat::Legacy;
@@ -580,9 +631,11 @@ impl<'a> Streamer<'a> {
                     next_offset: st.next,
                     watermark: st.alerter.watermark(),
                     engine: st.alerter.state(),
+                    last_record: st.mark.clone(),
                 },
             )?;
             st.durable_next = st.next;
+            st.durable_mark = st.mark.clone();
             offsets
                 .add_partition_offset(&self.settings.topic, *p, Offset::Offset(st.next))
                 .map_err(|e| StreamError::Kafka {
@@ -606,6 +659,28 @@ impl<'a> Streamer<'a> {
         self.report.quarantined += quarantined;
         self.report.batches += 1;
         Ok(())
+    }
+}
+
+/// How long leaving the consumer group may take at exit.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Closes the consumer (leaving the group) on another thread and waits at most `limit`.
+/// librdkafka's close can wait forever when the broker has lost the group (a broker without
+/// durable storage restarted under us); by now every record is flushed, checkpointed and
+/// committed, so an unfinished close is abandoned: the broker expires the membership after
+/// `session.timeout.ms`.
+fn close_within(consumer: BaseConsumer<RebalanceNotes>, limit: Duration) {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = done.send(());
+    });
+    if finished.recv_timeout(limit).is_err() {
+        tracing::warn!(
+            limit_s = limit.as_secs(),
+            "leaving the consumer group did not finish in time; exiting anyway"
+        );
     }
 }
 

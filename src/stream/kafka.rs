@@ -126,6 +126,68 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
     c
 }
 
+/// The payload of the record at `offset` of a partition (whose first offset is `low`), read
+/// by a throwaway consumer that joins no group (it neither moves nor commits anybody's
+/// offsets). `None` when the record cannot be read within `timeout` (gone by retention, broker
+/// unreachable).
+pub fn payload_at(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    low: i64,
+    timeout: std::time::Duration,
+) -> Option<Vec<u8>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "kidjamo-stream-probe")
+        // librdkafka wants a group id even for assign(); this one never joins or commits.
+        .set("group.id", "kidjamo-stream-probe")
+        .set("enable.auto.commit", "false")
+        // Out of range is an answer ("not there"), not a reason to read from elsewhere.
+        .set("auto.offset.reset", "error")
+        .create()
+        .inspect_err(|e| tracing::debug!(error = %e, "cannot create a probe consumer"))
+        .ok()?;
+    let deadline = std::time::Instant::now() + timeout;
+    // Some brokers (tansu) answer a fetch that starts inside a record batch with the next
+    // batch: when the first record read is past `offset`, start further back and read forward.
+    let mut back = 0i64;
+    loop {
+        let start = (offset - back).max(low);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(start))
+            .ok()?;
+        consumer
+            .assign(&tpl)
+            .inspect_err(|e| tracing::debug!(error = %e, "cannot assign the probe consumer"))
+            .ok()?;
+        let passed = loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            match consumer.poll(left) {
+                Some(Ok(m)) if m.offset() == offset => {
+                    return Some(m.payload().unwrap_or_default().to_vec())
+                }
+                Some(Ok(m)) if m.offset() > offset => break true,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    tracing::debug!(topic, partition, offset, error = %e, "cannot read the record");
+                    return None;
+                }
+                // Other events (connection, metadata) also end a poll: keep waiting.
+                None => continue,
+            }
+        };
+        if passed && start == low {
+            return None;
+        }
+        back = if back == 0 { 1024 } else { back * 16 };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,7 @@
-//! A real Kafka-protocol broker per test: tansu with memory storage on a free loopback port.
+//! A real Kafka-protocol broker per test: tansu on a free loopback port, with memory storage (it
+//! forgets everything when stopped) or, for the tests that restart it, durable storage in a
+//! bucket of an S3-protocol test server (`support::s3`), where topics, records and committed
+//! offsets survive a kill -9 as they do on a production broker.
 //! The binary comes from `KIDJAMO_TEST_TANSU` (scripts/services/kafka.sh installs tansu and
 //! sets it) or `tansu` on PATH; a missing broker fails the test, it never skips.
 
@@ -9,6 +12,8 @@ use std::time::{Duration, Instant};
 pub struct Broker {
     child: Option<Child>,
     pub port: u16,
+    storage: String,
+    env: Vec<(String, String)>,
 }
 
 /// A loopback port nobody listens on now (for brokers and servers the tests start).
@@ -28,6 +33,20 @@ impl Broker {
         let mut b = Broker {
             child: None,
             port: free_port(),
+            storage: "memory://tansu/".into(),
+            env: Vec::new(),
+        };
+        b.launch();
+        b
+    }
+
+    /// A broker that keeps its log in `s3`'s bucket (created there by `S3Server::start`).
+    pub fn start_durable(s3: &super::s3::S3Server) -> Broker {
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            storage: format!("s3://{}/", s3.bucket),
+            env: s3.env(),
         };
         b.launch();
         b
@@ -53,8 +72,9 @@ impl Broker {
                 "--advertised-listener-url",
                 &listener,
                 "--storage-engine",
-                "memory://tansu/",
+                &self.storage,
             ])
+            .envs(self.env.iter().cloned())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -79,7 +99,7 @@ impl Broker {
         }
     }
 
-    /// Stops the broker and starts a new one on the same port.
+    /// Kills the broker and starts a new one on the same port (memory storage: with nothing).
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
