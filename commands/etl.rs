@@ -5,10 +5,12 @@ use crate::progress::Bar;
 use anyhow::{anyhow, bail, Context as _, Result};
 use chrono::{Days, NaiveDate, Utc};
 use clap::{Args, Subcommand};
+use kidjamo::config::object_store_options;
 use kidjamo::etl::daily::{self, DailyJob};
 use kidjamo::etl::keys::PatientKeyer;
 use kidjamo::etl::periodic::{self, Period};
-use std::path::PathBuf;
+use kidjamo::lake::remote::Mirror;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -50,9 +52,10 @@ pub struct ResearchArgs {
 
 #[derive(Args)]
 pub struct LakeArg {
-    /// Lake root (default: lake.root of the configuration, ./lake).
-    #[arg(long, value_name = "DIR")]
-    lake: Option<PathBuf>,
+    /// Lake root: a folder, or s3://bucket/prefix (AWS_* settings from the environment)
+    /// (default: lake.root of the configuration, ./lake).
+    #[arg(long, value_name = "DIR|URL")]
+    lake: Option<String>,
 }
 
 #[derive(Args)]
@@ -94,16 +97,8 @@ pub struct MonthlyArgs {
 pub fn run(cmd: EtlCommand, ctx: &Context) -> Result<ExitCode> {
     match cmd {
         EtlCommand::Daily(args) => run_daily(args, ctx),
-        EtlCommand::Weekly(args) => run_period(
-            Period::parse_week(&args.week)?,
-            lake_root(&args.lake, ctx)?,
-            ctx,
-        ),
-        EtlCommand::Monthly(args) => run_period(
-            Period::parse_month(&args.month)?,
-            lake_root(&args.lake, ctx)?,
-            ctx,
-        ),
+        EtlCommand::Weekly(args) => run_period(Period::parse_week(&args.week)?, &args.lake, ctx),
+        EtlCommand::Monthly(args) => run_period(Period::parse_month(&args.month)?, &args.lake, ctx),
         EtlCommand::Export(ExportCommand::Research(args)) => run_research(args, ctx),
     }
 }
@@ -113,8 +108,9 @@ fn run_research(args: ResearchArgs, ctx: &Context) -> Result<ExitCode> {
     if args.k < 2 {
         bail!("--k {}: k-anonymity needs k of at least 2", args.k);
     }
-    let root = lake_root(&args.lake, ctx)?;
     let gold_keyer = keyer(ctx)?;
+    let lake = Lake::open(&args.lake, ctx, kidjamo::etl::research::inputs(month))?;
+    let root = lake.root().to_path_buf();
     let key = match &args.export_key_file {
         Some(path) => std::fs::read(path)
             .with_context(|| format!("cannot read --export-key-file {}", path.display()))?,
@@ -126,7 +122,7 @@ fn run_research(args: ResearchArgs, ctx: &Context) -> Result<ExitCode> {
         }
     };
     let export_keyer = PatientKeyer::new(&key, None).map_err(|e| anyhow!("export key: {e}"))?;
-    let reference = kidjamo::etl::silver::read_reference(&root)?;
+    let reference = kidjamo::etl::silver::read_reference(&root).map_err(|e| lake.explain(e))?;
     let job = kidjamo::etl::research::ResearchJob {
         root: &root,
         month,
@@ -136,13 +132,16 @@ fn run_research(args: ResearchArgs, ctx: &Context) -> Result<ExitCode> {
         reference: &reference,
     };
     let report = kidjamo::etl::research::export(&job, ctx.config.etl.expected_interval_s)
+        .map_err(|e| lake.explain(e))
         .with_context(|| {
             format!(
                 "research export for {} in {}",
                 month.label(),
-                root.display()
+                lake.describe()
             )
         })?;
+    let described = lake.describe();
+    lake.publish()?;
     println!(
         "etl export research {}: {} patient-months, {} suppressed for k = {} on {}, {} written to {}/exports/research/month={}/export={}/ (data.parquet, data.csv, metadata.json).",
         report.month,
@@ -151,31 +150,86 @@ fn run_research(args: ResearchArgs, ctx: &Context) -> Result<ExitCode> {
         report.k,
         report.quasi_identifiers.join(", "),
         report.rows,
-        root.display(),
+        described,
         report.month,
         report.export_id,
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn lake_root(arg: &LakeArg, ctx: &Context) -> Result<PathBuf> {
-    let root = arg
-        .lake
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&ctx.config.lake.root));
-    if root.to_string_lossy().contains("://") {
-        bail!(
-            "lake {}: `etl` reads and writes local lake roots only in this version",
-            root.display()
-        );
+/// The lake a run works in: a local folder, or a local mirror of a lake in an object store
+/// holding what the run reads (`inputs`), published back when the run has succeeded.
+enum Lake {
+    Local(PathBuf),
+    Mirrored(Mirror),
+}
+
+impl Lake {
+    fn open(arg: &LakeArg, ctx: &Context, inputs: Vec<String>) -> Result<Lake> {
+        let text = arg
+            .lake
+            .clone()
+            .unwrap_or_else(|| ctx.config.lake.root.clone());
+        if text.contains("://") {
+            let started = Instant::now();
+            let mirror = Mirror::open(&text, &object_store_options(&ctx.env), &inputs)?;
+            tracing::info!(
+                files = mirror.fetched(),
+                secs = started.elapsed().as_secs_f64(),
+                "downloaded the run's inputs"
+            );
+            return Ok(Lake::Mirrored(mirror));
+        }
+        let root = PathBuf::from(&text);
+        if !root.is_dir() {
+            bail!("lake {text} does not exist or is not a directory");
+        }
+        Ok(Lake::Local(root))
     }
-    if !root.is_dir() {
-        bail!(
-            "lake {} does not exist or is not a directory",
-            root.display()
-        );
+
+    fn root(&self) -> &Path {
+        match self {
+            Lake::Local(root) => root,
+            Lake::Mirrored(m) => m.root(),
+        }
     }
-    Ok(root)
+
+    /// The lake as the user named it.
+    fn describe(&self) -> String {
+        match self {
+            Lake::Local(root) => root.display().to_string(),
+            Lake::Mirrored(m) => m.url().to_string(),
+        }
+    }
+
+    /// An error that names the mirror's private folder names the lake's URL instead.
+    fn explain(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        let text = e.to_string();
+        match self {
+            Lake::Local(_) => anyhow!(text),
+            Lake::Mirrored(m) => {
+                anyhow!(text.replace(&m.root().display().to_string(), m.url()))
+            }
+        }
+    }
+
+    /// A local lake is committed by the run itself; a mirrored one is published now.
+    fn publish(self) -> Result<()> {
+        if let Lake::Mirrored(m) = self {
+            let url = m.url().to_string();
+            let started = Instant::now();
+            let done = m
+                .publish()
+                .with_context(|| format!("publishing the run to {url}"))?;
+            tracing::info!(
+                uploaded = done.uploaded,
+                deleted = done.deleted,
+                secs = started.elapsed().as_secs_f64(),
+                "published the run"
+            );
+        }
+        Ok(())
+    }
 }
 
 fn parse_date(flag: &str, text: &str) -> Result<NaiveDate> {
@@ -221,10 +275,10 @@ fn run_daily(args: DailyArgs, ctx: &Context) -> Result<ExitCode> {
     if !(interval > 0.0 && interval <= 86_400.0) {
         bail!("etl.expected_interval_s {interval}: expected seconds between 0 and 86400");
     }
-    let root = lake_root(&args.lake, ctx)?;
     let keyer = keyer(ctx)?;
+    let lake = Lake::open(&args.lake, ctx, daily::inputs(&dates))?;
     let job = DailyJob {
-        root: root.clone(),
+        root: lake.root().to_path_buf(),
         dates,
         thresholds: &ctx.thresholds,
         keyer: &keyer,
@@ -232,8 +286,10 @@ fn run_daily(args: DailyArgs, ctx: &Context) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let bar = Bar::new("etl daily", ctx.quiet, ctx.verbose);
-    let reports =
-        daily::run(&job, &bar).with_context(|| format!("etl daily in {}", root.display()))?;
+    let reports = daily::run(&job, &bar)
+        .map_err(|e| lake.explain(e))
+        .with_context(|| format!("etl daily in {}", lake.describe()))?;
+    lake.publish()?;
     let mut too_many = Vec::new();
     for r in &reports {
         let c = |k: &str| r.counts.get(k).copied().unwrap_or(0);
@@ -286,10 +342,13 @@ fn run_daily(args: DailyArgs, ctx: &Context) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_period(period: Period, root: PathBuf, ctx: &Context) -> Result<ExitCode> {
+fn run_period(period: Period, lake: &LakeArg, ctx: &Context) -> Result<ExitCode> {
     let started = Instant::now();
-    let report = periodic::run(&root, period, ctx.config.etl.expected_interval_s)
-        .with_context(|| format!("etl for {} in {}", period.label(), root.display()))?;
+    let lake = Lake::open(lake, ctx, periodic::inputs(period))?;
+    let report = periodic::run(lake.root(), period, ctx.config.etl.expected_interval_s)
+        .map_err(|e| lake.explain(e))
+        .with_context(|| format!("etl for {} in {}", period.label(), lake.describe()))?;
+    lake.publish()?;
     let rows: u64 = report.counts.values().sum();
     println!(
         "{} {}: {} day(s) of patient_daily → {} rows; run {} in {:.1} s.",

@@ -23,6 +23,8 @@ pub enum StorageError {
     },
     #[error("cannot upload to {url}: {message}")]
     Upload { url: String, message: String },
+    #[error("{url}: {message}")]
+    Remote { url: String, message: String },
 }
 
 fn io(path: &Path, source: std::io::Error) -> StorageError {
@@ -194,7 +196,7 @@ async fn upload_all(
         let target = rel
             .split('/')
             .fold(prefix.clone(), |p, part| p.clone().join(part));
-        let result = upload_one(store, &target, &dir.join(rel)).await;
+        let result = upload_file(store, &target, &dir.join(rel)).await;
         if let Err(e) = result {
             // Take back what this run already uploaded, so that no partial run is visible.
             for p in &done {
@@ -207,7 +209,8 @@ async fn upload_all(
     Ok(())
 }
 
-async fn upload_one(
+/// Uploads one local file (in 8 MiB parts, at most 4 in flight).
+pub(crate) async fn upload_file(
     store: &dyn ObjectStore,
     target: &ObjectPath,
     file: &Path,

@@ -82,6 +82,36 @@ pub fn run(job: &DailyJob<'_>, progress: &dyn Progress) -> Result<Vec<DayReport>
     Ok(reports)
 }
 
+/// The lake folders a run over `dates` reads: what a lake in an object store must bring into
+/// its local mirror (`lake::remote`). Kept beside the code that reads them.
+pub fn inputs(dates: &[NaiveDate]) -> Vec<String> {
+    let mut out = vec![
+        layout::REFERENCE_DIR.to_string(),
+        layout::TOMBSTONES_DIR.to_string(),
+    ];
+    let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
+        return out;
+    };
+    for &d in dates {
+        out.push(layout::day_partition(layout::BRONZE_MEASUREMENTS, d));
+    }
+    if let Some(before) = first.pred_opt() {
+        out.push(layout::day_partition(layout::ALERT_ENGINE_STATE, before));
+    }
+    // `features_ml` looks back over the earlier days of `patient_daily`.
+    let mut d = first
+        .checked_sub_days(chrono::Days::new(FEATURE_WINDOW_DAYS as u64 - 1))
+        .unwrap_or(first);
+    while d <= last {
+        out.push(layout::day_partition(&layout::gold("patient_daily"), d));
+        match d.succ_opt() {
+            Some(next) => d = next,
+            None => break,
+        }
+    }
+    out
+}
+
 fn run_id(job: &DailyJob<'_>, date: NaiveDate, inputs: &[InputFile]) -> String {
     let mut h = Sha256::new();
     for i in inputs {

@@ -85,6 +85,15 @@ pub struct PeriodReport {
     pub outputs: Vec<WrittenFile>,
 }
 
+/// The lake folders a run for `period` reads (see `daily::inputs`).
+pub fn inputs(period: Period) -> Vec<String> {
+    period
+        .days()
+        .into_iter()
+        .map(|d| layout::day_partition(&layout::gold("patient_daily"), d))
+        .collect()
+}
+
 /// The days of `patient_daily` inside the period, with their index.
 fn daily_frames(root: &Path, period: Period) -> Result<(Vec<DayFrame>, Vec<String>), EtlError> {
     let mut frames = Vec::new();

@@ -100,6 +100,13 @@ const COLUMNS: [(&str, &str, &str); 16] = [
     ("days_with_critical_alert", "int64", "days of the month with a critical alert"),
 ];
 
+/// The lake folders an export for `month` reads (see `daily::inputs`).
+pub fn inputs(month: Period) -> Vec<String> {
+    let mut out = vec![layout::REFERENCE_DIR.to_string()];
+    out.extend(super::periodic::inputs(month));
+    out
+}
+
 pub fn export(job: &ResearchJob<'_>, expected_interval_s: f64) -> Result<ResearchReport, EtlError> {
     let days = job.month.days();
     let first = *days

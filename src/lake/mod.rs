@@ -1,4 +1,5 @@
-//! The lake: its layout, the Bronze and quarantine writers, run manifests.
+//! The lake: its layout, the Bronze and quarantine writers, run manifests, and the local
+//! mirror through which batch runs work on a lake in an object store.
 
 pub mod alert_quality;
 pub mod alerts;
@@ -7,3 +8,4 @@ pub mod bronze_sink;
 pub mod layout;
 pub mod manifest;
 pub mod patient_data;
+pub mod remote;
