@@ -172,7 +172,17 @@ impl Lake {
             .unwrap_or_else(|| ctx.config.lake.root.clone());
         if text.contains("://") {
             let started = Instant::now();
-            let mirror = Mirror::open(&text, &object_store_options(&ctx.env), &inputs)?;
+            let mirror = Mirror::open(&text, &object_store_options(&ctx.env), &inputs)
+                .map_err(|e| {
+                    let anonymous = text.starts_with("s3://")
+                        && !ctx.env.contains_key("AWS_ACCESS_KEY_ID")
+                        && !ctx.env.contains_key("AWS_WEB_IDENTITY_TOKEN_FILE");
+                    if anonymous {
+                        anyhow!("{e} (no AWS_ACCESS_KEY_ID in the environment, so the S3 client asked the instance metadata service for credentials)")
+                    } else {
+                        anyhow!(e)
+                    }
+                })?;
             tracing::info!(
                 files = mirror.fetched(),
                 secs = started.elapsed().as_secs_f64(),
