@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// Downloads in flight at once.
+const TRANSFERS: usize = 8;
+
 /// What a file looked like when it was downloaded: a file the run rewrote differs in one.
 type Stamp = (u64, Option<SystemTime>);
 
@@ -100,6 +103,7 @@ impl Mirror {
     fn download(&mut self, relative_prefix: &str) -> Result<(), StorageError> {
         let base = self.prefix.clone();
         let mut folders = vec![self.object(relative_prefix)];
+        let mut objects: Vec<(ObjectPath, String)> = Vec::new();
         while let Some(folder) = folders.pop() {
             let listing = self
                 .runtime
@@ -111,19 +115,40 @@ impl Mirror {
                     continue;
                 };
                 let relative: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
-                let relative = relative.join("/");
-                let target = self.dir.path().join(&relative);
-                let bytes = self
-                    .runtime
-                    .block_on(async { self.store.get(&meta.location).await?.bytes().await })
-                    .map_err(|e| fail(&self.url, format!("cannot download {relative}: {e}")))?;
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-                }
-                std::fs::write(&target, &bytes).map_err(|e| io(&target, e))?;
-                let stamp = stamp(&target)?;
-                self.fetched.insert(relative, stamp);
+                objects.push((meta.location, relative.join("/")));
             }
+        }
+        // A few transfers at once: an object store answers each request with some latency.
+        let mut pending = objects.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < TRANSFERS {
+                let Some((location, relative)) = pending.next() else {
+                    break;
+                };
+                let store = self.store.clone();
+                // The tasks run while `join_next` below is driven by the runtime.
+                running.spawn_on(
+                    async move {
+                        let got = async { store.get(&location).await?.bytes().await }.await;
+                        (relative, got)
+                    },
+                    self.runtime.handle(),
+                );
+            }
+            let Some(done) = self.runtime.block_on(running.join_next()) else {
+                break;
+            };
+            let (relative, got) = done.map_err(|e| fail(&self.url, e))?;
+            let bytes =
+                got.map_err(|e| fail(&self.url, format!("cannot download {relative}: {e}")))?;
+            let target = self.dir.path().join(&relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            std::fs::write(&target, &bytes).map_err(|e| io(&target, e))?;
+            let stamp = stamp(&target)?;
+            self.fetched.insert(relative, stamp);
         }
         Ok(())
     }
