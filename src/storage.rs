@@ -27,7 +27,7 @@ pub enum StorageError {
     Remote { url: String, message: String },
 }
 
-fn io(path: &Path, source: std::io::Error) -> StorageError {
+pub(crate) fn io(path: &Path, source: std::io::Error) -> StorageError {
     StorageError::Io {
         path: path.to_path_buf(),
         source,

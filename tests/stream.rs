@@ -250,6 +250,16 @@ fn stream_until_idle(broker: &Broker, lake: &Path, topic: &str, extra: &[&str]) 
     String::from_utf8_lossy(&out.get_output().stdout).into_owned()
 }
 
+/// A simulated day of `patients` as JSON Lines (what is replayed) and as Bronze (what the lake
+/// should end up holding), and a lake holding only the reference tables.
+fn simulated_day(dir: &Path, patients: u32) -> (PathBuf, PathBuf, PathBuf) {
+    let (sim_jsonl, sim_bronze, lake) = (dir.join("sim"), dir.join("simpq"), dir.join("lake"));
+    simulate(&sim_jsonl, "jsonl", patients, 1);
+    simulate(&sim_bronze, "parquet", patients, 1);
+    lake_with_reference(&sim_jsonl, &lake);
+    (sim_jsonl, sim_bronze, lake)
+}
+
 /// Copies the reference tables of `from` into a fresh lake `to` (what `stream` reads).
 fn lake_with_reference(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("reference")).expect("mkdir");
@@ -265,14 +275,7 @@ fn lake_with_reference(from: &Path, to: &Path) {
 fn simulate_replay_stream_gives_simulated_bronze_quarantine_and_the_offline_alerts() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sim_jsonl, sim_bronze, lake) = (
-        dir.path().join("sim"),
-        dir.path().join("simpq"),
-        dir.path().join("lake"),
-    );
-    simulate(&sim_jsonl, "jsonl", 12, 1);
-    simulate(&sim_bronze, "parquet", 12, 1);
-    lake_with_reference(&sim_jsonl, &lake);
+    let (sim_jsonl, sim_bronze, lake) = simulated_day(dir.path(), 12);
     replay(&broker, &sim_jsonl, "m1");
     let summary = stream_until_idle(&broker, &lake, "m1", &[]);
     assert!(summary.contains("0 already durable"), "{summary}");
@@ -417,14 +420,7 @@ fn a_broker_restart_mid_run_loses_nothing() {
     let s3 = support::s3::S3Server::start("tansu");
     let mut broker = Broker::start_durable(&s3);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sim_jsonl, sim_bronze, lake) = (
-        dir.path().join("sim"),
-        dir.path().join("simpq"),
-        dir.path().join("lake"),
-    );
-    simulate(&sim_jsonl, "jsonl", 6, 1);
-    simulate(&sim_bronze, "parquet", 6, 1);
-    lake_with_reference(&sim_jsonl, &lake);
+    let (sim_jsonl, sim_bronze, lake) = simulated_day(dir.path(), 6);
     let mut stream = std_kidjamo();
     stream
         .args(["stream", "--from", &broker.url("m8"), "--lake"])

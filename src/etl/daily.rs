@@ -87,7 +87,7 @@ pub fn run(job: &DailyJob<'_>, progress: &dyn Progress) -> Result<Vec<DayReport>
 pub fn inputs(dates: &[NaiveDate]) -> Vec<String> {
     let mut out = vec![
         layout::REFERENCE_DIR.to_string(),
-        layout::TOMBSTONES_DIR.to_string(),
+        crate::lake::patient_data::tombstones_dir().to_string(),
     ];
     let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
         return out;
@@ -99,16 +99,15 @@ pub fn inputs(dates: &[NaiveDate]) -> Vec<String> {
         out.push(layout::day_partition(layout::ALERT_ENGINE_STATE, before));
     }
     // `features_ml` looks back over the earlier days of `patient_daily`.
-    let mut d = first
+    let window_start = first
         .checked_sub_days(chrono::Days::new(FEATURE_WINDOW_DAYS as u64 - 1))
         .unwrap_or(first);
-    while d <= last {
-        out.push(layout::day_partition(&layout::gold("patient_daily"), d));
-        match d.succ_opt() {
-            Some(next) => d = next,
-            None => break,
-        }
-    }
+    out.extend(
+        window_start
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .map(|d| layout::day_partition(&layout::gold("patient_daily"), d)),
+    );
     out
 }
 

@@ -9,8 +9,6 @@ pub const LANDING_DIR: &str = "landing";
 pub const RUNS_DIR: &str = "_runs";
 pub const BRONZE_MEASUREMENTS: &str = "bronze/measurements";
 pub const QUARANTINE_MEASUREMENTS: &str = "quarantine/measurements";
-/// Erased patients' digests (`patient_data::TOMBSTONES` is the file inside).
-pub const TOMBSTONES_DIR: &str = "_tombstones";
 
 pub fn bronze_part(event_date: NaiveDate, run_id: &str, n: u32) -> String {
     format!(

@@ -23,6 +23,13 @@ use uuid::Uuid;
 
 pub const TOMBSTONES: &str = "_tombstones/patients.json";
 
+/// The folder of `TOMBSTONES` (what a mirrored lake downloads for it).
+pub fn tombstones_dir() -> &'static str {
+    TOMBSTONES
+        .rsplit_once('/')
+        .map_or(TOMBSTONES, |(dir, _)| dir)
+}
+
 /// How the patient is named in the lake.
 pub struct PatientIds {
     pub patient_id: String,

@@ -13,7 +13,7 @@
 //! `message_id`; Gold readers should wait for the manifest). A run killed while publishing
 //! leaves some partitions new and the others old, and no manifest: run it again.
 
-use crate::storage::{upload_file, Destination, StorageError};
+use crate::storage::{io, upload_file, Destination, StorageError};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -212,13 +212,6 @@ fn fail(url: &str, message: impl std::fmt::Display) -> StorageError {
     StorageError::Remote {
         url: url.to_string(),
         message: message.to_string(),
-    }
-}
-
-fn io(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 

@@ -361,9 +361,6 @@ impl<'a> Streamer<'a> {
             .expect("invariant: inserted above"))
     }
 
-    /// Judges a chunk of records (parse and validate on all cores), runs the engine over each
-    /// partition's valid records (partitions in parallel, each in offset order), then routes
-    /// the records to the batch and publishes the alerts.
     /// A topic deleted and created again starts its offsets afresh: a checkpoint of the old
     /// topic must be forgotten, or the new records below it would be skipped as durable. The
     /// new incarnation shows either by ending below the checkpoint or, once it has grown past
@@ -420,6 +417,9 @@ impl<'a> Streamer<'a> {
         }
     }
 
+    /// Judges a chunk of records (parse and validate on all cores), runs the engine over each
+    /// partition's valid records (partitions in parallel, each in offset order), then routes
+    /// the records to the batch and publishes the alerts.
     fn take_chunk(&mut self, chunk: Vec<Taken>) -> Result<(), StreamError> {
         let n = chunk.len() as u64;
         self.metrics.consumed.fetch_add(n, Ordering::Relaxed);

@@ -165,13 +165,14 @@ pub fn payload_at(
             .assign(&tpl)
             .inspect_err(|e| tracing::debug!(error = %e, "cannot assign the probe consumer"))
             .ok()?;
-        let passed = loop {
+        loop {
             let left = deadline.checked_duration_since(std::time::Instant::now())?;
             match consumer.poll(left) {
                 Some(Ok(m)) if m.offset() == offset => {
                     return Some(m.payload().unwrap_or_default().to_vec())
                 }
-                Some(Ok(m)) if m.offset() > offset => break true,
+                // Read past it: the fetch began after the record.
+                Some(Ok(m)) if m.offset() > offset => break,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => {
                     tracing::debug!(topic, partition, offset, error = %e, "cannot read the record");
@@ -180,8 +181,8 @@ pub fn payload_at(
                 // Other events (connection, metadata) also end a poll: keep waiting.
                 None => continue,
             }
-        };
-        if passed && start == low {
+        }
+        if start == low {
             return None;
         }
         back = if back == 0 { 1024 } else { back * 16 };
