@@ -146,5 +146,9 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
         report.alerts_opened,
         report.batches,
     );
+    tracing::info!(
+        polling_secs = report.polling_secs,
+        "time inside the consumer's poll"
+    );
     Ok(ExitCode::SUCCESS)
 }

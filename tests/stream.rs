@@ -201,7 +201,14 @@ fn offline_alerts(
             .or_insert_with(|| StreamAlerter::new(thresholds));
         if let Fed::Evaluated(events) = a.on_measurement(&ctx, &m) {
             for e in events {
-                finals.insert(e.alert().alert_id, e.alert().clone());
+                let latest = match e.alert() {
+                    Some(alert) => alert.clone(),
+                    None => a
+                        .open_alert(&patient, &e.alert_id())
+                        .expect("an updated alert is open")
+                        .clone(),
+                };
+                finals.insert(e.alert_id(), latest);
             }
         }
     }

@@ -111,6 +111,16 @@ pub enum Tier {
 }
 
 impl Tier {
+    pub const ALL: [Tier; 7] = [
+        Tier::Normal,
+        Tier::Vigilance,
+        Tier::Alert,
+        Tier::Emergency,
+        Tier::LowVigilance,
+        Tier::LowAlert,
+        Tier::LowEmergency,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Normal => "normal",

@@ -13,7 +13,7 @@ use super::frame::Columns;
 use super::rows::MeasurementRows;
 use super::silver::Reference;
 use super::EtlError;
-use crate::domain::alerts::{Alert, AlertEngine, EngineState, PatientContext};
+use crate::domain::alerts::{Alert, AlertEngine, AlertEvent, EngineState, PatientContext};
 use crate::domain::thresholds::Thresholds;
 use crate::domain::time::UtcMillis;
 use polars::prelude::*;
@@ -70,11 +70,12 @@ pub fn run_day(
         .into_par_iter()
         .map(|(id, state, range)| {
             let mut engine = AlertEngine::with_state(thresholds, state);
-            let mut touched: BTreeMap<Uuid, Alert> = BTreeMap::new();
-            let mut keep = |events: Vec<crate::domain::alerts::AlertEvent>| {
+            // alert id → its latest state; `None` for an update, whose state is read from
+            // the engine at the end.
+            let mut touched: BTreeMap<Uuid, Option<Alert>> = BTreeMap::new();
+            let mut keep = |events: Vec<AlertEvent>| {
                 for e in events {
-                    let a = e.alert();
-                    touched.insert(a.alert_id, a.clone());
+                    touched.insert(e.alert_id(), e.alert().cloned());
                 }
             };
             if let (Some(range), Some(p)) = (range, reference.get(&id)) {
@@ -90,7 +91,14 @@ pub fn run_day(
                 }
             }
             keep(engine.on_watermark(day_end));
-            (engine.into_state(), touched.into_values().collect())
+            let state = engine.into_state();
+            let alerts = touched
+                .into_iter()
+                .filter_map(|(alert_id, alert)| {
+                    alert.or_else(|| state.open_alert(&id, &alert_id).cloned())
+                })
+                .collect();
+            (state, alerts)
         })
         .collect();
 
@@ -127,8 +135,8 @@ pub fn advance_only(
     let mut engine = AlertEngine::with_state(thresholds, previous);
     let mut alerts: Vec<Alert> = engine
         .on_watermark(day_end)
-        .into_iter()
-        .map(|e| e.alert().clone())
+        .iter()
+        .filter_map(|e| e.alert().cloned())
         .collect();
     sort_alerts(&mut alerts);
     DayAlerts {

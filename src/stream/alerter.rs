@@ -14,7 +14,7 @@
 //!   records, in their Kafka order — not on batches, restarts or the wall clock — so the same
 //!   records always give the same alerts, and anyone can recompute them offline.
 
-use crate::domain::alerts::{AlertEngine, AlertEvent, EngineState, PatientContext};
+use crate::domain::alerts::{Alert, AlertEngine, AlertEvent, EngineState, PatientContext};
 use crate::domain::thresholds::Thresholds;
 use crate::domain::time::UtcMillis;
 use crate::domain::Measurement;
@@ -66,25 +66,24 @@ impl<'t> StreamAlerter<'t> {
     }
 
     pub fn on_measurement(&mut self, ctx: &PatientContext, m: &Measurement) -> Fed {
-        let state = self.patients.remove(&ctx.patient_id).unwrap_or_default();
-        if state
-            .last_sample_at(&ctx.patient_id)
+        if self
+            .patients
+            .get(&ctx.patient_id)
+            .and_then(|state| state.last_sample_at(&ctx.patient_id))
             .is_some_and(|last| m.recorded_at <= last)
         {
-            self.patients.insert(ctx.patient_id, state);
             return Fed::Stale;
         }
-        self.patients.insert(ctx.patient_id, state);
         let mut events = Vec::new();
         let tick = tick_of(m.recorded_at);
         if self.watermark.is_some_and(|w| tick > tick_of(w)) {
             events.extend(self.advance_to(UtcMillis(tick)));
         }
-        let state = self.patients.remove(&ctx.patient_id).unwrap_or_default();
-        let mut engine = AlertEngine::with_state(self.thresholds, state);
+        let state = self.patients.entry(ctx.patient_id).or_default();
+        let mut engine = AlertEngine::with_state(self.thresholds, std::mem::take(state));
         events.extend(engine.on_watermark(m.recorded_at));
         events.extend(engine.on_sample(ctx, m));
-        self.patients.insert(ctx.patient_id, engine.into_state());
+        *state = engine.into_state();
         self.watermark = Some(
             self.watermark
                 .map_or(m.recorded_at, |w| w.max(m.recorded_at)),
@@ -106,6 +105,11 @@ impl<'t> StreamAlerter<'t> {
             }
         }
         events
+    }
+
+    /// The latest state of an open alert (what an `AlertEvent::Updated` names).
+    pub fn open_alert(&self, patient: &Uuid, alert_id: &Uuid) -> Option<&Alert> {
+        self.patients.get(patient)?.open_alert(patient, alert_id)
     }
 
     pub fn open_alerts(&self) -> usize {
@@ -171,7 +175,9 @@ mod tests {
             panic!("a newer sample is evaluated");
         };
         assert!(
-            events.iter().any(|e| e.alert().rule_id == "spo2_critical"),
+            events
+                .iter()
+                .any(|e| e.alert().is_some_and(|a| a.rule_id == "spo2_critical")),
             "{events:?}"
         );
         assert_eq!(a.watermark(), Some(UtcMillis(1_773_446_400_000 + 90_000)));
@@ -195,12 +201,12 @@ mod tests {
                 silent_events.extend(
                     events
                         .into_iter()
-                        .filter(|e| e.alert().rule_id == "device_silent"),
+                        .filter(|e| e.alert().is_some_and(|a| a.rule_id == "device_silent")),
                 );
             }
         }
         assert_eq!(silent_events.len(), 1, "{silent_events:?}");
-        let alert = silent_events[0].alert();
+        let alert = silent_events[0].alert().expect("an opened alert");
         assert_eq!(alert.patient_id, p);
         assert_eq!(
             alert.first_seen_at,

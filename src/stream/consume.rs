@@ -79,6 +79,8 @@ pub struct StreamReport {
     /// From the first record to the last, plus the last flush: the time spent working (an
     /// `--until-idle` run also waits that long before it stops).
     pub active_secs: f64,
+    /// Time spent inside the consumer's poll (waiting for records or taking them).
+    pub polling_secs: f64,
 }
 
 /// Rebalance notices, passed from librdkafka's callback (inside `poll`) to the loop.
@@ -115,12 +117,21 @@ struct PartitionState<'t> {
     source: Arc<str>,
 }
 
+/// A valid record with when it was received, its source (topic/partition) and offset.
+type Accepted = (Measurement, UtcMillis, Arc<str>, i64);
+
 #[derive(Default)]
 struct Batch {
-    accepted: Vec<(Measurement, UtcMillis, Arc<str>, i64)>,
+    accepted: Vec<Accepted>,
     rejected: Vec<Rejected>,
-    /// The latest state of each alert touched in this batch, with its partition.
-    alerts: BTreeMap<Uuid, (i32, Alert)>,
+    /// Each alert touched in this batch, with its partition.
+    alerts: BTreeMap<Uuid, (i32, Touched)>,
+}
+
+/// An alert touched in a batch: its latest state, or (updated and still open) where to find it.
+enum Touched {
+    Copy(Box<Alert>),
+    Open { patient_id: Uuid },
 }
 
 impl Batch {
@@ -231,7 +242,10 @@ impl<'a> Streamer<'a> {
             // is judged on all cores, and stays small (so latency stays low) at low rates.
             let mut timeout = Duration::from_millis(50);
             while chunk.len() < CHUNK {
-                match self.consumer.poll(timeout) {
+                let waited = Instant::now();
+                let polled = self.consumer.poll(timeout);
+                self.report.polling_secs += waited.elapsed().as_secs_f64();
+                match polled {
                     None => break,
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "consumer error (librdkafka retries)");
@@ -531,43 +545,63 @@ impl<'a> Streamer<'a> {
         offset: i64,
     ) -> Result<(), StreamError> {
         for event in events {
-            let alert = event.alert();
-            let kind = match &event {
-                AlertEvent::Opened(_) => "opened",
-                AlertEvent::Updated(_) => "updated",
-                AlertEvent::AutoResolved(_) => "auto_resolved",
+            let (kind, alert) = match event {
+                AlertEvent::Opened(alert) => ("opened", alert),
+                AlertEvent::AutoResolved(alert) => ("auto_resolved", alert),
+                // An update (the condition seen again while open) goes to the lake only, in its
+                // state at the flush; the topic carries what a clinician acts on, an alert
+                // opening and its resolution.
+                AlertEvent::Updated {
+                    patient_id,
+                    alert_id,
+                } => {
+                    self.batch
+                        .alerts
+                        .insert(alert_id, (partition, Touched::Open { patient_id }));
+                    continue;
+                }
             };
             if kind == "opened" {
                 self.metrics
                     .alert_opened(&alert.rule_id, alert.severity.as_str());
             }
-            // Updates (the condition seen again while open) go to the lake only: the topic
-            // carries what a clinician acts on, an alert opening and its resolution.
-            if kind != "updated" {
-                let record = OutRecord {
-                    key: Some(alert.patient_id.to_string()),
-                    timestamp_ms: Some(alert.last_seen_at.0),
-                    payload: alert_json(alert, kind),
-                };
-                let trigger = format!("{partition}:{offset}");
-                let headers = self.alert_headers.clone().insert(Header {
-                    key: "kidjamo-trigger",
-                    value: Some(trigger.as_str()),
-                });
-                if let Err(e) =
-                    produce(&self.alerts, &self.settings.alerts_topic, &record, &headers)
-                {
-                    tracing::error!(error = %e, "alert not handed to the producer");
-                    self.metrics
-                        .alert_delivery_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+            let record = OutRecord {
+                key: Some(alert.patient_id.to_string()),
+                timestamp_ms: Some(alert.last_seen_at.0),
+                payload: alert_json(&alert, kind),
+            };
+            let trigger = format!("{partition}:{offset}");
+            let headers = self.alert_headers.clone().insert(Header {
+                key: "kidjamo-trigger",
+                value: Some(trigger.as_str()),
+            });
+            if let Err(e) = produce(&self.alerts, &self.settings.alerts_topic, &record, &headers) {
+                tracing::error!(error = %e, "alert not handed to the producer");
+                self.metrics
+                    .alert_delivery_failures
+                    .fetch_add(1, Ordering::Relaxed);
             }
             self.batch
                 .alerts
-                .insert(alert.alert_id, (partition, alert.clone()));
+                .insert(alert.alert_id, (partition, Touched::Copy(Box::new(alert))));
         }
         Ok(())
+    }
+
+    /// The batch's alerts in their latest state: updated ones read from their partition's
+    /// engine.
+    fn touched_alerts(&self, touched: BTreeMap<Uuid, (i32, Touched)>) -> Vec<Alert> {
+        touched
+            .into_iter()
+            .filter_map(|(alert_id, (partition, t))| match t {
+                Touched::Copy(alert) => Some(*alert),
+                Touched::Open { patient_id } => self
+                    .partitions
+                    .get(&partition)
+                    .and_then(|p| p.alerter.open_alert(&patient_id, &alert_id))
+                    .cloned(),
+            })
+            .collect()
     }
 
     fn update_gauges(&self) {
@@ -602,10 +636,20 @@ impl<'a> Streamer<'a> {
         if dirty.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        let Batch {
+            mut accepted,
+            rejected,
+            alerts,
+        } = std::mem::take(&mut self.batch);
+        let alerts = self.touched_alerts(alerts);
         self.batch_seq += 1;
         let batch_id = format!("{}-{}", self.report.run_id, self.batch_seq);
-        let (written, quarantined, reasons) = write_batch(&self.settings.lake, &batch_id, batch)?;
+        let (written, quarantined, reasons) =
+            write_batch(&self.settings.lake, &batch_id, &accepted, rejected, alerts)?;
+        // The next batch reuses the room: growing a fresh vector of this size again cost
+        // copies and page faults on every batch.
+        accepted.clear();
+        self.batch.accepted = accepted;
         for (r, n) in reasons {
             *self.report.reasons.entry(r).or_insert(0) += n;
         }
@@ -781,13 +825,15 @@ fn judge(
 fn write_batch(
     lake: &Path,
     batch_id: &str,
-    batch: Batch,
+    accepted: &[Accepted],
+    rejected: Vec<Rejected>,
+    alerts: Vec<Alert>,
 ) -> Result<(u64, u64, BTreeMap<String, u64>), StreamError> {
     let staging = lake.join(format!(".kidjamo-staging-{batch_id}"));
     let io = |p: &Path, e: std::io::Error| StreamError::Output(OutputError::io(p, e));
     std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
     let mut writer = BronzeWriter::new(&staging, batch_id);
-    for (m, received_at, source, offset) in &batch.accepted {
+    for (m, received_at, source, offset) in accepted {
         writer.accept(Received {
             measurement: m,
             received_at: *received_at,
@@ -795,13 +841,13 @@ fn write_batch(
             source_offset: *offset,
         })?;
     }
-    for r in batch.rejected {
+    for r in rejected {
         writer.reject(r);
     }
     let reasons = writer.reasons.clone();
     let (mut files, written, quarantined) = writer.finish()?;
     let mut by_day: BTreeMap<chrono::NaiveDate, Vec<Alert>> = BTreeMap::new();
-    for (_, a) in batch.alerts.into_values() {
+    for a in alerts {
         by_day.entry(a.last_seen_at.date()).or_default().push(a);
     }
     for (day, alerts) in by_day {

@@ -8,7 +8,9 @@ use crate::domain::time::{UtcMillis, MS_PER_SECOND};
 use crate::domain::Measurement;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use uuid::Uuid;
 
 /// How long poor signal must last before it is reported (thresholds.yaml: "sustained 5 min").
@@ -23,15 +25,70 @@ pub struct PatientContext {
 
 /// A rule met by one sample.
 #[derive(Debug, Clone)]
-struct Firing {
-    rule_id: String,
+struct Firing<'t> {
+    rule_id: Cow<'t, str>,
     /// Rules of one family share inputs: when the inputs are present and the rule is not met,
     /// its streak breaks and its open alert may resolve.
-    family: String,
+    family: &'t str,
     severity: Severity,
     /// Persistence already built into the rule (device rules carry their own).
     needs_persistence: bool,
-    triggers: Vec<String>,
+    why: Why<'t>,
+}
+
+/// Why a rule fired, put into words only when an alert opens or is updated: most firing
+/// samples only extend a streak, and wording each of them cost more than evaluating it.
+#[derive(Debug, Clone)]
+enum Why<'t> {
+    Tier {
+        vital: Vital,
+        value: f64,
+        tier: Tier,
+        age_group: &'t str,
+    },
+    Spo2Below {
+        spo2: f64,
+        limit: f64,
+    },
+    Pain(i32),
+    Said(Vec<String>),
+}
+
+impl Why<'_> {
+    fn words(&self) -> Vec<String> {
+        match self {
+            Why::Tier {
+                vital,
+                value,
+                tier,
+                age_group,
+            } => vec![format!(
+                "{} {value} is {} for age group {age_group}",
+                vital.field(),
+                tier.as_str()
+            )],
+            Why::Spo2Below { spo2, limit } => vec![format!("spo2_pct {spo2} is below {limit}")],
+            Why::Pain(pain) => vec![format!("pain_scale {pain}")],
+            Why::Said(words) => words.clone(),
+        }
+    }
+}
+
+/// `{family}_{tier}` of a vital rule, made once: formatting it per sample was an allocation
+/// per sample.
+fn vital_rule_id(vital: Vital, tier: Tier) -> &'static str {
+    static IDS: OnceLock<BTreeMap<(Vital, Tier), String>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        let mut ids = BTreeMap::new();
+        for v in Vital::ALL {
+            for t in Tier::ALL {
+                ids.insert((v, t), format!("{}_{}", vital_family(v), t.as_str()));
+            }
+        }
+        ids
+    })
+    .get(&(vital, tier))
+    .map_or("", String::as_str)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,6 +179,16 @@ impl EngineState {
             .map(UtcMillis)
     }
 
+    /// The open alert `alert_id` of `patient`: the latest state of an alert an
+    /// `AlertEvent::Updated` names.
+    pub fn open_alert(&self, patient: &Uuid, alert_id: &Uuid) -> Option<&Alert> {
+        self.patients
+            .get(patient)?
+            .open
+            .values()
+            .find(|a| a.alert_id == *alert_id)
+    }
+
     pub fn open_alert_count(&self) -> usize {
         self.patients.values().map(|p| p.open.len()).sum()
     }
@@ -180,8 +247,8 @@ impl<'t> AlertEngine<'t> {
         self.state.patients.values().flat_map(|p| p.open.values())
     }
 
-    fn cooldown_ms(&self, s: Severity) -> i64 {
-        let c = &self.thresholds.cooldown_s;
+    fn cooldown_ms(t: &Thresholds, s: Severity) -> i64 {
+        let c = &t.cooldown_s;
         let secs = match s {
             Severity::Critical => c.critical,
             Severity::Alert => c.alert,
@@ -191,8 +258,8 @@ impl<'t> AlertEngine<'t> {
         secs as i64 * MS_PER_SECOND
     }
 
-    fn persistence_ms(&self, s: Severity) -> i64 {
-        let p = &self.thresholds.persistence;
+    fn persistence_ms(t: &Thresholds, s: Severity) -> i64 {
+        let p = &t.persistence;
         let secs = match s {
             Severity::Critical => p.critical_after_s,
             Severity::Alert => p.alert_after_s,
@@ -203,57 +270,57 @@ impl<'t> AlertEngine<'t> {
 
     /// The rules this sample meets, and the families whose inputs it carries.
     fn evaluate(
-        &self,
+        t: &'t Thresholds,
         ctx: &PatientContext,
         m: &Measurement,
         st: &mut PatientState,
-    ) -> (Vec<Firing>, Vec<String>) {
-        let t = self.thresholds;
+    ) -> (Vec<Firing<'t>>, Vec<&'t str>) {
         let at = m.recorded_at.0;
         let mut firings = Vec::new();
-        let mut present: Vec<String> = Vec::new();
+        let mut present: Vec<&'t str> = Vec::new();
         let group = t.age_group_index(ctx.birth_date, m.recorded_at);
         // Excluded quality flags (SPEC §2.3) never feed vital rules; missing values never fire.
         if let (true, Some(g)) = (m.quality_flag.is_trend_eligible(), group) {
             let group_id = &t.age_groups[g].id;
-            let mut tiers: BTreeMap<Vital, Tier> = BTreeMap::new();
-            for vital in Vital::ALL {
+            let mut tiers: [Option<Tier>; Vital::ALL.len()] = [None; Vital::ALL.len()];
+            for (i, vital) in Vital::ALL.into_iter().enumerate() {
                 let Some(value) = vital_value(m, vital) else {
                     continue;
                 };
                 let Some(tier) = t.classify(vital, g, value) else {
                     continue;
                 };
-                tiers.insert(vital, tier);
+                tiers[i] = Some(tier);
                 let family = vital_family(vital);
-                present.push(family.into());
+                present.push(family);
                 if let Some(severity) = tier.severity() {
                     firings.push(Firing {
-                        rule_id: format!("{family}_{}", tier.as_str()),
-                        family: family.into(),
+                        rule_id: Cow::Borrowed(vital_rule_id(vital, tier)),
+                        family,
                         severity,
                         needs_persistence: true,
-                        triggers: vec![format!(
-                            "{} {value} is {} for age group {group_id}",
-                            vital.field(),
-                            tier.as_str()
-                        )],
+                        why: Why::Tier {
+                            vital,
+                            value,
+                            tier,
+                            age_group: group_id,
+                        },
                     });
                 }
             }
             if let (Some(spo2), Some(limit)) = (m.vitals.spo2_pct, t.spo2_critical_below()) {
                 if spo2 < limit {
                     firings.push(Firing {
-                        rule_id: "spo2_critical".into(),
-                        family: "spo2".into(),
+                        rule_id: Cow::Borrowed("spo2_critical"),
+                        family: "spo2",
                         severity: Severity::Critical,
                         needs_persistence: false,
-                        triggers: vec![format!("spo2_pct {spo2} is below {limit}")],
+                        why: Why::Spo2Below { spo2, limit },
                     });
                 }
             }
             if let Some(pain) = m.vitals.pain_scale {
-                present.push("pain".into());
+                present.push("pain");
                 let p = t.pain;
                 let severity = if pain >= p.critical_min {
                     Some(Severity::Critical)
@@ -264,11 +331,11 @@ impl<'t> AlertEngine<'t> {
                 };
                 if let Some(severity) = severity {
                     firings.push(Firing {
-                        rule_id: format!("pain_{}", severity.as_str()),
-                        family: "pain".into(),
+                        rule_id: Cow::Owned(format!("pain_{}", severity.as_str())),
+                        family: "pain",
                         severity,
                         needs_persistence: false,
-                        triggers: vec![format!("pain_scale {pain}")],
+                        why: Why::Pain(pain),
                     });
                 }
             }
@@ -279,7 +346,11 @@ impl<'t> AlertEngine<'t> {
                 for cond in &combo.all {
                     match cond {
                         Condition::AtLeast { vital, level } => {
-                            match (tiers.get(vital), vital_value(m, *vital)) {
+                            let tier = Vital::ALL
+                                .iter()
+                                .position(|v| v == vital)
+                                .and_then(|i| tiers[i]);
+                            match (tier, vital_value(m, *vital)) {
                                 (Some(tier), Some(v)) => {
                                     let met = tier.worse_side_level() >= level.level();
                                     all_met &= met;
@@ -312,14 +383,14 @@ impl<'t> AlertEngine<'t> {
                     }
                 }
                 if all_present {
-                    present.push(combo.id.clone());
+                    present.push(&combo.id);
                     if all_met {
                         firings.push(Firing {
-                            rule_id: format!("{}_{}", combo.id, combo.name),
-                            family: combo.id.clone(),
+                            rule_id: Cow::Owned(format!("{}_{}", combo.id, combo.name)),
+                            family: &combo.id,
                             severity: combo.severity,
                             needs_persistence: false,
-                            triggers,
+                            why: Why::Said(triggers),
                         });
                     }
                 }
@@ -328,7 +399,7 @@ impl<'t> AlertEngine<'t> {
         // Device rules read every sample, whatever its quality flag.
         let d = t.device;
         if let Some(battery) = m.device.battery_pct {
-            present.push("battery".into());
+            present.push("battery");
             if battery < d.battery_low_pct {
                 firings.push(device_firing(
                     "device_battery_low",
@@ -339,7 +410,7 @@ impl<'t> AlertEngine<'t> {
             }
         }
         if let Some(signal) = m.device.signal_quality_pct {
-            present.push("signal".into());
+            present.push("signal");
             if signal < d.signal_poor_pct {
                 let since = *st.signal_poor_since.get_or_insert(at);
                 if at - since >= SIGNAL_SUSTAIN_S * MS_PER_SECOND {
@@ -364,7 +435,7 @@ impl<'t> AlertEngine<'t> {
             respiratory_rate: m.vitals.respiratory_rate_min,
         };
         if reading.present() >= 2 {
-            present.push("flatline".into());
+            present.push("flatline");
             match st.flat {
                 Some((since, previous)) if previous.frozen_with(&reading) => {
                     if at - since >= d.flatline_after_s as i64 * MS_PER_SECOND {
@@ -384,11 +455,10 @@ impl<'t> AlertEngine<'t> {
 
     /// Feeds one valid sample (in event-time order per patient) and returns what changed.
     pub fn on_sample(&mut self, ctx: &PatientContext, m: &Measurement) -> Vec<AlertEvent> {
-        let mut st = self
-            .state
-            .patients
-            .remove(&ctx.patient_id)
-            .unwrap_or_default();
+        let t = self.thresholds;
+        // In place: taking the patient out of the map and putting them back cost a node
+        // allocation per sample.
+        let st = self.state.patients.entry(ctx.patient_id).or_default();
         let at = m.recorded_at.0;
         let mut events = Vec::new();
         // A sample ends a silence.
@@ -398,17 +468,17 @@ impl<'t> AlertEngine<'t> {
             events.push(AlertEvent::AutoResolved(silent));
         }
         // A run of samples is consecutive only if the device did not fall silent in between.
-        let silent_ms = self.thresholds.device.silent_after_s as i64 * MS_PER_SECOND;
+        let silent_ms = t.device.silent_after_s as i64 * MS_PER_SECOND;
         if st.last_sample_at.is_some_and(|last| at - last > silent_ms) {
             st.streaks.clear();
             st.signal_poor_since = None;
             st.flat = None;
         }
-        let (firings, present) = self.evaluate(ctx, m, &mut st);
-        let fired: Vec<&str> = firings.iter().map(|f| f.rule_id.as_str()).collect();
+        let (firings, present) = Self::evaluate(t, ctx, m, st);
+        let fired: Vec<&str> = firings.iter().map(|f| &*f.rule_id).collect();
         // Streaks break, and open alerts may resolve, for every rule whose inputs this sample
         // carries but which it does not meet.
-        let families_present = |family: &str| present.iter().any(|p| p == family);
+        let families_present = |family: &str| present.contains(&family);
         let broken: Vec<String> = st
             .streaks
             .keys()
@@ -424,7 +494,7 @@ impl<'t> AlertEngine<'t> {
             .filter(|(rule, a)| {
                 !fired.contains(&rule.as_str())
                     && families_present(family_of(rule))
-                    && at - a.last_seen_at.0 >= self.cooldown_ms(a.severity)
+                    && at - a.last_seen_at.0 >= Self::cooldown_ms(t, a.severity)
             })
             .map(|(rule, _)| rule.clone())
             .collect();
@@ -435,52 +505,61 @@ impl<'t> AlertEngine<'t> {
             }
         }
         for f in firings {
-            let since = *st.streaks.entry(f.rule_id.clone()).or_insert(at);
+            let since = match st.streaks.get(&*f.rule_id) {
+                Some(since) => *since,
+                None => {
+                    st.streaks.insert(f.rule_id.to_string(), at);
+                    at
+                }
+            };
             let needed = if f.needs_persistence {
-                self.persistence_ms(f.severity)
+                Self::persistence_ms(t, f.severity)
             } else {
                 0
             };
             if at - since < needed {
                 continue;
             }
-            match st.open.get_mut(&f.rule_id) {
+            match st.open.get_mut(&*f.rule_id) {
                 Some(open) => {
                     open.last_seen_at = m.recorded_at;
                     open.vitals_snapshot = m.vitals.clone();
-                    open.trigger_conditions = f.triggers;
+                    open.trigger_conditions = f.why.words();
                     open.device_id = m.device_id;
                     open.occurrences += 1;
-                    events.push(AlertEvent::Updated(open.clone()));
+                    events.push(AlertEvent::Updated {
+                        patient_id: ctx.patient_id,
+                        alert_id: open.alert_id,
+                    });
                 }
                 None => {
                     // The alert starts when the condition started, not when persistence was met.
                     let first = UtcMillis(since);
+                    let triggers = f.why.words();
                     let alert = Alert {
                         alert_id: alert_id(ctx.patient_id, &f.rule_id, first),
                         patient_id: ctx.patient_id,
                         device_id: m.device_id,
-                        title: title(&f.family, f.severity),
-                        message: f.triggers.join("; "),
-                        suggested_actions: suggested_actions(&f.family, f.severity),
-                        rule_id: f.rule_id.clone(),
+                        title: title(f.family, f.severity),
+                        message: triggers.join("; "),
+                        suggested_actions: suggested_actions(f.family, f.severity),
+                        rule_id: f.rule_id.to_string(),
                         severity: f.severity,
                         first_seen_at: first,
                         last_seen_at: m.recorded_at,
                         vitals_snapshot: m.vitals.clone(),
-                        trigger_conditions: f.triggers,
+                        trigger_conditions: triggers,
                         status: AlertStatus::Open,
                         escalation_level: 0,
                         occurrences: 1,
                     };
-                    st.open.insert(f.rule_id, alert.clone());
+                    st.open.insert(f.rule_id.into_owned(), alert.clone());
                     events.push(AlertEvent::Opened(alert));
                 }
             }
         }
         st.last_sample_at = Some(at.max(st.last_sample_at.unwrap_or(i64::MIN)));
         st.last_device_id = Some(m.device_id);
-        self.state.patients.insert(ctx.patient_id, st);
         events
     }
 
@@ -527,13 +606,18 @@ impl<'t> AlertEngine<'t> {
     }
 }
 
-fn device_firing(rule: &str, family: &str, severity: Severity, trigger: String) -> Firing {
+fn device_firing(
+    rule: &'static str,
+    family: &'static str,
+    severity: Severity,
+    trigger: String,
+) -> Firing<'static> {
     Firing {
-        rule_id: rule.into(),
-        family: family.into(),
+        rule_id: Cow::Borrowed(rule),
+        family,
         severity,
         needs_persistence: false,
-        triggers: vec![trigger],
+        why: Why::Said(vec![trigger]),
     }
 }
 

@@ -49,15 +49,29 @@ pub struct Alert {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlertEvent {
     Opened(Alert),
-    /// The condition came back inside the cooldown: the open alert was updated.
-    Updated(Alert),
+    /// The condition came back inside the cooldown: the open alert was updated in place. The
+    /// event carries no copy — its latest state is in the engine (`EngineState::open_alert`);
+    /// copying it on every firing sample was most of the engine's cost.
+    Updated {
+        patient_id: Uuid,
+        alert_id: Uuid,
+    },
     AutoResolved(Alert),
 }
 
 impl AlertEvent {
-    pub fn alert(&self) -> &Alert {
+    pub fn alert_id(&self) -> Uuid {
         match self {
-            AlertEvent::Opened(a) | AlertEvent::Updated(a) | AlertEvent::AutoResolved(a) => a,
+            AlertEvent::Opened(a) | AlertEvent::AutoResolved(a) => a.alert_id,
+            AlertEvent::Updated { alert_id, .. } => *alert_id,
+        }
+    }
+
+    /// The alert as the event left it; `None` for an update (see `EngineState::open_alert`).
+    pub fn alert(&self) -> Option<&Alert> {
+        match self {
+            AlertEvent::Opened(a) | AlertEvent::AutoResolved(a) => Some(a),
+            AlertEvent::Updated { .. } => None,
         }
     }
 }

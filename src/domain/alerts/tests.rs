@@ -54,7 +54,7 @@ fn rules(events: &[AlertEvent]) -> Vec<String> {
         .iter()
         .map(|e| match e {
             AlertEvent::Opened(a) => format!("open {}", a.rule_id),
-            AlertEvent::Updated(a) => format!("update {}", a.rule_id),
+            AlertEvent::Updated { alert_id, .. } => format!("update {alert_id}"),
             AlertEvent::AutoResolved(a) => format!("resolve {}", a.rule_id),
         })
         .collect();
@@ -116,11 +116,11 @@ fn alerts_persistence_needs_the_tier_held_over_consecutive_samples() {
     let events = e.on_sample(&adult(), &fast(150));
     assert_eq!(rules(&events), ["open heart_rate_alert"]);
     assert_eq!(
-        events[0].alert().first_seen_at,
+        events[0].alert().expect("alert").first_seen_at,
         UtcMillis(T0 + 90_000),
         "the alert starts when the condition did"
     );
-    assert_eq!(events[0].alert().severity, Severity::Alert);
+    assert_eq!(events[0].alert().expect("alert").severity, Severity::Alert);
 }
 
 #[test]
@@ -160,25 +160,28 @@ fn alerts_cooldown_updates_the_open_alert_then_auto_resolves() {
     };
     let first = e.on_sample(&adult(), &feverish(0));
     assert_eq!(rules(&first), ["open temperature_emergency"]);
-    let id = first[0].alert().alert_id;
+    let id = first[0].alert_id();
     let again = e.on_sample(&adult(), &feverish(60));
-    assert_eq!(rules(&again), ["update temperature_emergency"]);
-    assert_eq!(again[0].alert().alert_id, id);
-    assert_eq!(again[0].alert().occurrences, 2);
+    assert_eq!(rules(&again), [format!("update {id}")]);
+    let updated = e
+        .state()
+        .open_alert(&adult().patient_id, &id)
+        .expect("open");
+    assert_eq!(updated.occurrences, 2);
+    assert_eq!(updated.last_seen_at, UtcMillis(T0 + 60_000));
     // Normal for less than the critical cooldown (120 s): still open.
     assert!(e.on_sample(&adult(), &sample(&adult(), 120)).is_empty());
     let resolved = e.on_sample(&adult(), &sample(&adult(), 180));
     assert_eq!(rules(&resolved), ["resolve temperature_emergency"]);
-    assert_eq!(resolved[0].alert().status, AlertStatus::AutoResolved);
+    assert_eq!(
+        resolved[0].alert().expect("alert").status,
+        AlertStatus::AutoResolved
+    );
     let reopened = e.on_sample(&adult(), &feverish(600));
     assert_eq!(rules(&reopened), ["open temperature_emergency"]);
-    assert_ne!(
-        reopened[0].alert().alert_id,
-        id,
-        "a new episode is a new alert"
-    );
+    assert_ne!(reopened[0].alert_id(), id, "a new episode is a new alert");
     assert_eq!(
-        reopened[0].alert().alert_id,
+        reopened[0].alert_id(),
         alert_id(
             adult().patient_id,
             "temperature_emergency",
@@ -205,11 +208,12 @@ fn alerts_combinations_fire_critical_with_their_triggers() {
     );
     let c1 = events
         .iter()
-        .find(|e| e.alert().rule_id == "C1_fever_hypoxia")
+        .filter_map(AlertEvent::alert)
+        .find(|a| a.rule_id == "C1_fever_hypoxia")
         .expect("C1");
-    assert_eq!(c1.alert().severity, Severity::Critical);
-    assert_eq!(c1.alert().trigger_conditions.len(), 2);
-    assert!(!c1.alert().suggested_actions.is_empty());
+    assert_eq!(c1.severity, Severity::Critical);
+    assert_eq!(c1.trigger_conditions.len(), 2);
+    assert!(!c1.suggested_actions.is_empty());
     // Hypothermia is not "fever": the low side never satisfies `at_least`.
     let mut e = AlertEngine::new(&t);
     let mut cold = sample(&adult(), 0);
