@@ -595,11 +595,19 @@ impl<'a> Streamer<'a> {
             .into_iter()
             .filter_map(|(alert_id, (partition, t))| match t {
                 Touched::Copy(alert) => Some(*alert),
-                Touched::Open { patient_id } => self
-                    .partitions
-                    .get(&partition)
-                    .and_then(|p| p.alerter.open_alert(&patient_id, &alert_id))
-                    .cloned(),
+                Touched::Open { patient_id } => {
+                    let latest = self
+                        .partitions
+                        .get(&partition)
+                        .and_then(|p| p.alerter.open_alert(&patient_id, &alert_id))
+                        .cloned();
+                    // Cannot happen: a resolution later in the batch replaces the entry, and a
+                    // revoked partition's entries are dropped. Said aloud if it ever does.
+                    if latest.is_none() {
+                        tracing::warn!(%alert_id, partition, "an updated alert is no longer open; its update is not written");
+                    }
+                    latest
+                }
             })
             .collect()
     }
