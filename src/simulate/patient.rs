@@ -103,6 +103,9 @@ pub struct PatientSim {
     skew_until: i64,
     skew_ms: i64,
     flatline: Option<Flatline>,
+    /// The device the last sample came from: a replacement device starts with a correct clock,
+    /// live sensors and no frozen firmware, so the device-side spans end when it is swapped in.
+    device_in_use: Option<Uuid>,
 }
 
 impl PatientSim {
@@ -154,6 +157,7 @@ impl PatientSim {
             skew_until: i64::MIN,
             skew_ms: 0,
             flatline: None,
+            device_in_use: None,
         }
     }
 
@@ -352,6 +356,14 @@ impl PatientSim {
         }
         let battery = self.battery.round() as i32;
         let (device_id, firmware) = self.device_at(t);
+        if self.device_in_use != Some(device_id) {
+            // The faults file names each span's device, so a span cut short here stays true of
+            // the samples that carry that device's id.
+            self.device_in_use = Some(device_id);
+            self.drop_until = i64::MIN;
+            self.skew_until = i64::MIN;
+            self.flatline = None;
+        }
         let patient_id = self.profile.patient_id;
 
         // --- span faults (device side) ---
