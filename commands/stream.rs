@@ -148,7 +148,10 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
     );
     tracing::info!(
         polling_secs = report.polling_secs,
-        "time inside the consumer's poll"
+        waiting_secs = report.waiting_secs,
+        flushing_secs = report.flushing_secs,
+        flush_wait_secs = report.flush_wait_secs,
+        "where the time went: inside the consumer's poll (polling thread), waiting for records (main loop), flushing (flushing thread), waiting for a flush (main loop)"
     );
     Ok(ExitCode::SUCCESS)
 }

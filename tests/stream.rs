@@ -239,12 +239,27 @@ fn replay(broker: &Broker, input: &Path, topic: &str) {
 }
 
 fn stream_until_idle(broker: &Broker, lake: &Path, topic: &str, extra: &[&str]) -> String {
+    stream_until_idle_with(broker, lake, topic, "g1", extra)
+}
+
+/// A member of `group` reading `topic` into `lake` until the topic has been quiet for 4 s.
+fn stream_until_idle_in(broker: &Broker, lake: &Path, topic: &str, group: &str) -> String {
+    stream_until_idle_with(broker, lake, topic, group, &[])
+}
+
+fn stream_until_idle_with(
+    broker: &Broker,
+    lake: &Path,
+    topic: &str,
+    group: &str,
+    extra: &[&str],
+) -> String {
     let out = kidjamo()
         .args(["stream", "--from", &broker.url(topic), "--lake"])
         .arg(lake)
         .args([
             "--group",
-            "g1",
+            group,
             "--alerts-topic",
             &format!("{topic}.alerts"),
             "--until-idle",
@@ -328,18 +343,45 @@ fn simulate_replay_stream_gives_simulated_bronze_quarantine_and_the_offline_aler
     );
 }
 
+/// `lake` holds what the uninterrupted run in `reference_run` holds: every record (copies
+/// allowed: Silver removes them by `message_id`), the same alerts, the same quarantined records.
+fn assert_same_as_uninterrupted(lake: &Path, reference_run: &Path) {
+    let expected = bronze_content(reference_run);
+    let got = bronze_content(lake);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "nothing lost"
+    );
+    for (record, n) in &expected {
+        assert!(got[record] >= *n, "a record lost a copy");
+    }
+    assert_eq!(
+        stream_alerts(lake),
+        stream_alerts(reference_run),
+        "same alerts as an uninterrupted run"
+    );
+    assert_eq!(
+        quarantine_content(lake).keys().collect::<Vec<_>>(),
+        quarantine_content(reference_run).keys().collect::<Vec<_>>()
+    );
+}
+
+/// A simulated day of `patients` as JSON Lines in `sim`, and two lakes holding only its
+/// reference tables: one for the run under test, one for an uninterrupted reference run.
+fn day_and_two_lakes(dir: &Path, patients: u32) -> (PathBuf, PathBuf, PathBuf) {
+    let (sim, lake, reference_run) = (dir.join("sim"), dir.join("lake"), dir.join("ref"));
+    simulate(&sim, "jsonl", patients, 1);
+    lake_with_reference(&sim, &lake);
+    lake_with_reference(&sim, &reference_run);
+    (sim, lake, reference_run)
+}
+
 #[test]
 fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sim, lake, reference_run) = (
-        dir.path().join("sim"),
-        dir.path().join("lake"),
-        dir.path().join("ref"),
-    );
-    simulate(&sim, "jsonl", 12, 1);
-    lake_with_reference(&sim, &lake);
-    lake_with_reference(&sim, &reference_run);
+    let (sim, lake, reference_run) = day_and_two_lakes(dir.path(), 12);
     replay(&broker, &sim, "m2");
     // An uninterrupted run in another group gives the reference.
     kidjamo()
@@ -385,33 +427,170 @@ fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
     let before = bronze_content(&lake).values().sum::<u32>();
     let summary = stream_until_idle(&broker, &lake, "m2", &["--flush-records", "3000"]);
     let expected = bronze_content(&reference_run);
-    let got = bronze_content(&lake);
     assert!(
         before > 0 && before < expected.values().sum::<u32>(),
         "killed mid-stream: {before}"
     );
-    // Every record arrived; a record is in Bronze more often than it was sent only when the
-    // kill fell inside a flush (Silver removes those by message_id).
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "nothing lost"
-    );
-    for (record, n) in &expected {
-        assert!(got[record] >= *n, "a record lost a copy");
-    }
     assert!(summary.contains("stream "), "{summary}");
-    assert_eq!(
-        stream_alerts(&lake),
-        stream_alerts(&reference_run),
-        "same alerts as an uninterrupted run"
+    // A record is in Bronze more often than it was sent only when the kill fell inside a flush.
+    assert_same_as_uninterrupted(&lake, &reference_run);
+}
+
+/// Records in a simulation's JSON Lines.
+fn input_records(sim: &Path) -> usize {
+    std::fs::read_to_string(sim.join("landing/measurements.jsonl"))
+        .expect("input")
+        .lines()
+        .count()
+}
+
+/// A `kidjamo stream` process of `group` reading `topic` into `lake` (alerts to
+/// `<topic>.alerts`), its output captured.
+fn spawn_stream(
+    broker: &Broker,
+    lake: &Path,
+    topic: &str,
+    group: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    std_kidjamo()
+        .args(["stream", "--from", &broker.url(topic), "--lake"])
+        .arg(lake)
+        .args([
+            "--group",
+            group,
+            "--alerts-topic",
+            &format!("{topic}.alerts"),
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stream starts")
+}
+
+/// Two `kidjamo stream` processes in one group share the partitions: the second joins while the
+/// first is consuming a paced replay, the group rebalances (the first gives up partitions it
+/// holds unflushed records of), and between them they write every record and the same alerts
+/// as one uninterrupted run.
+#[test]
+fn two_streams_in_one_group_share_the_partitions_and_lose_nothing() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, lake, reference_run) = day_and_two_lakes(dir.path(), 8);
+    let input = sim.join("landing/measurements.jsonl");
+    let records = input_records(&sim);
+    // About 6 s of records, so that the second member joins mid-stream.
+    let rate = (records / 6).to_string();
+    let mut replaying = std_kidjamo()
+        .args(["replay", "--rate", &rate, "--partitions", "3", "--input"])
+        .arg(&input)
+        .args(["--to", &broker.url("m9"), "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("replay starts");
+    // The first member logs (-v) what the rebalance took from it.
+    let member = |log: &str| {
+        spawn_stream(
+            &broker,
+            &lake,
+            "m9",
+            "shared",
+            &["--until-idle", "8", "--flush-interval", "0.5", log],
+        )
+    };
+    let first = member("-v");
+    std::thread::sleep(Duration::from_secs(2));
+    let second = member("-q");
+    assert!(replaying.wait().expect("replay ends").success());
+    // (records consumed, log) of a member.
+    let consumed = |child: std::process::Child| {
+        let out = child.wait_with_output().expect("stream ends");
+        assert!(out.status.success());
+        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+        let n: u64 = summary
+            .split(" records consumed")
+            .next()
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {summary}"));
+        (n, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let ((by_first, first_log), (by_second, _)) = (consumed(first), consumed(second));
+    assert!(
+        first_log.contains("partitions revoked"),
+        "the second member's arrival took partitions from the first: {first_log}"
     );
-    assert_eq!(
-        quarantine_content(&lake).keys().collect::<Vec<_>>(),
-        quarantine_content(&reference_run)
-            .keys()
-            .collect::<Vec<_>>()
+    assert!(
+        by_first > 0 && by_second > 0,
+        "both members consumed: {by_first} and {by_second}"
     );
+    assert!(
+        by_first + by_second >= records as u64,
+        "every record read at least once: {by_first} + {by_second} of {records}"
+    );
+    // One uninterrupted member of another group over the same topic gives the reference.
+    stream_until_idle_in(&broker, &reference_run, "m9", "reference");
+    // A record is in Bronze twice when a revoked partition's batch was being flushed.
+    assert_same_as_uninterrupted(&lake, &reference_run);
+}
+
+/// SIGTERM makes the stream flush what it holds, commit and exit 0: with a flush interval far
+/// longer than the run, every record reaches Bronze only through that last flush, and a new
+/// member of the group afterwards finds nothing left to read.
+#[test]
+fn sigterm_flushes_commits_and_exits_0() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, lake, _) = day_and_two_lakes(dir.path(), 3);
+    replay(&broker, &sim, "m10");
+    let records = input_records(&sim) as f64;
+    let port = support::kafka::free_port();
+    let stream = spawn_stream(
+        &broker,
+        &lake,
+        "m10",
+        "g10",
+        &[
+            "--flush-interval",
+            "600",
+            "-q",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let consumed = try_scrape(port)
+            .map(|m| metric(&m, "kidjamo_stream_records_consumed_total"))
+            .unwrap_or(0.0);
+        if consumed >= records {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumed {consumed} of {records}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        parquet_under(&lake.join("bronze/measurements")).is_empty(),
+        "nothing flushed before the signal"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &stream.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = stream.wait_with_output().expect("stream ends");
+    assert!(out.status.success(), "SIGTERM exits 0: {}", out.status);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("1 micro-batches"), "{summary}");
+    let in_lake = bronze_content(&lake).values().sum::<u32>() as f64
+        + quarantine_content(&lake).values().sum::<u32>() as f64;
+    assert_eq!(in_lake, records, "every record flushed at the signal");
+    let again = stream_until_idle_in(&broker, &lake, "m10", "g10");
+    assert!(again.contains(" 0 records consumed"), "{again}");
 }
 
 /// A broker restarts with its log intact: here tansu keeping its log in a bucket of an
@@ -739,10 +918,13 @@ fn simulate_to_kafka_legacy_input_bronze_replay_to_file_and_metrics() {
         metrics.contains("kidjamo_stream_flush_seconds_count"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("kidjamo_stream_consumer_lag 0"),
-        "{metrics}"
-    );
+    // The lag comes from librdkafka's statistics, once a second: it reaches 0 once every
+    // record has been read.
+    let lag_read_out = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        scrape(port).contains("kidjamo_stream_consumer_lag 0")
+    });
+    assert!(lag_read_out, "{}", scrape(port));
     let done = stream.wait_with_output().expect("stream ends");
     assert!(done.status.success());
     let written = metric(&metrics, "kidjamo_stream_records_written_total");
@@ -796,13 +978,18 @@ fn simulate_to_kafka_legacy_input_bronze_replay_to_file_and_metrics() {
 }
 
 fn scrape(port: u16) -> String {
+    try_scrape(port).expect("metrics endpoint answers")
+}
+
+/// The metrics page, or `None` while nothing answers on `port`.
+fn try_scrape(port: u16) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .expect("send");
+        .ok()?;
     let mut body = String::new();
-    s.read_to_string(&mut body).expect("read");
-    body
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
 }
 
 fn metric(text: &str, name: &str) -> f64 {

@@ -1,7 +1,8 @@
 //! `kidjamo stream`: a consumer group member that turns the measurements topic into Bronze
 //! micro-batches, quarantine and alerts.
 //!
-//! Each record is parsed and validated as it arrives; a valid one feeds the alert engine at
+//! Records are taken off the consumer on a thread of their own (`poller`) and handed over in
+//! chunks. Each record is parsed and validated as it arrives; a valid one feeds the alert engine at
 //! once (alerts are published to the alerts topic without waiting for the batch, which is what
 //! keeps alert latency under a second). Every `flush_interval` or `flush_records` records, the
 //! micro-batch is made durable in this order:
@@ -20,9 +21,11 @@
 
 use super::alerter::{Fed, StreamAlerter};
 use super::checkpoint::{self, PartitionCheckpoint, RecordMark};
+use super::flush::{Accepted, FlushJob, FlushTarget, Flusher, Snapshot};
 use super::kafka::{consumer_config, Compression, KafkaTarget};
 use super::legacy;
 use super::metrics::Metrics;
+use super::poller::{ConsumerNotes, Polled, Poller, PollerGone, StreamConsumer, Taken};
 use super::produce::{connect_producer, produce, CountingProducer, OutRecord};
 use super::source::InputFormat;
 use super::StreamError;
@@ -31,21 +34,15 @@ use crate::domain::thresholds::Thresholds;
 use crate::domain::time::UtcMillis;
 use crate::domain::{wire, Measurement};
 use crate::etl::silver::Reference;
-use crate::lake::alerts::write_alerts;
-use crate::lake::bronze::{BronzeWriter, Received, Rejected};
+use crate::lake::bronze::Rejected;
 use crate::lake::bronze_sink::admission_issues;
-use crate::lake::layout;
-use crate::output::{OutputError, WrittenFile};
 use rayon::prelude::*;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::Producer;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientContext;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Header, OwnedHeaders};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -79,34 +76,27 @@ pub struct StreamReport {
     /// From the first record to the last, plus the last flush: the time spent working (an
     /// `--until-idle` run also waits that long before it stops).
     pub active_secs: f64,
-    /// Time spent inside the consumer's poll (waiting for records or taking them).
+    /// Time the polling thread spent inside the consumer's poll (waiting for records or
+    /// taking them).
     pub polling_secs: f64,
-}
-
-/// Rebalance notices, passed from librdkafka's callback (inside `poll`) to the loop.
-#[derive(Default)]
-struct RebalanceNotes {
-    revoked: Mutex<Vec<i32>>,
-}
-
-impl ClientContext for RebalanceNotes {}
-
-impl ConsumerContext for RebalanceNotes {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            if let Ok(mut r) = self.revoked.lock() {
-                r.extend(tpl.elements().iter().map(|e| e.partition()));
-            }
-        }
-    }
+    /// Time the main loop waited for the polling thread.
+    pub waiting_secs: f64,
+    /// Time spent making batches durable (on the flushing thread).
+    pub flushing_secs: f64,
+    /// Time the main loop waited for a flush to finish before cutting the next batch.
+    pub flush_wait_secs: f64,
 }
 
 struct PartitionState<'t> {
     alerter: StreamAlerter<'t>,
+    /// Which state this is: a partition revoked and assigned again starts a new one.
+    incarnation: u64,
     /// Offsets below this are durable (from the checkpoint).
     durable_next: i64,
     /// The offset after the last record taken into the current batch.
     next: i64,
+    /// `next` when the last batch was cut (that batch may still be being flushed).
+    cut_next: i64,
     /// The last durable record (from the checkpoint, then from each flush).
     durable_mark: Option<RecordMark>,
     /// The last record taken into the current batch.
@@ -116,9 +106,6 @@ struct PartitionState<'t> {
     last_seen: Option<i64>,
     source: Arc<str>,
 }
-
-/// A valid record with when it was received, its source (topic/partition) and offset.
-type Accepted = (Measurement, UtcMillis, Arc<str>, i64);
 
 #[derive(Default)]
 struct Batch {
@@ -145,9 +132,13 @@ pub struct Streamer<'a> {
     thresholds: &'a Thresholds,
     reference: &'a Reference,
     metrics: Arc<Metrics>,
-    consumer: BaseConsumer<RebalanceNotes>,
-    alerts: CountingProducer,
+    consumer: Arc<StreamConsumer>,
+    /// How much of the consumer's revocation log has been applied to the partitions and batch.
+    applied_revocations: usize,
+    alerts: Arc<CountingProducer>,
     partitions: HashMap<i32, PartitionState<'a>>,
+    /// Partition states created so far (numbers their incarnations).
+    incarnations: u64,
     batch: Batch,
     report: StreamReport,
     batch_seq: u64,
@@ -184,10 +175,9 @@ impl<'a> Streamer<'a> {
             settings.partitions,
             timeout,
         )?;
-        let consumer: BaseConsumer<RebalanceNotes> =
-            consumer_config(&settings.brokers, &settings.group)
-                .create_with_context(RebalanceNotes::default())
-                .map_err(|e| StreamError::kafka(&target, "cannot create a consumer", e))?;
+        let consumer: StreamConsumer = consumer_config(&settings.brokers, &settings.group)
+            .create_with_context(ConsumerNotes::new(&settings.topic))
+            .map_err(|e| StreamError::kafka(&target, "cannot create a consumer", e))?;
         consumer
             .subscribe(&[&settings.topic])
             .map_err(|e| StreamError::kafka(&target, "cannot subscribe", e))?;
@@ -204,9 +194,11 @@ impl<'a> Streamer<'a> {
             thresholds,
             reference,
             metrics,
-            consumer,
-            alerts,
+            consumer: Arc::new(consumer),
+            applied_revocations: 0,
+            alerts: Arc::new(alerts),
             partitions: HashMap::new(),
+            incarnations: 0,
             batch: Batch::default(),
             report: StreamReport {
                 run_id,
@@ -231,49 +223,38 @@ impl<'a> Streamer<'a> {
         stop: &AtomicBool,
         status: &mut dyn FnMut(&Metrics),
     ) -> Result<StreamReport, StreamError> {
+        let poller = Poller::start(self.consumer.clone());
+        let mut flusher = Flusher::new(FlushTarget {
+            lake: self.settings.lake.clone(),
+            group: self.settings.group.clone(),
+            topic: self.settings.topic.clone(),
+            alerts: self.alerts.clone(),
+            consumer: self.consumer.clone(),
+            gate: poller.gate(),
+            metrics: self.metrics.clone(),
+        });
         let mut last_flush = Instant::now();
         let mut last_record = Instant::now();
         let mut first_record: Option<Instant> = None;
-        let mut chunk: Vec<Taken> = Vec::with_capacity(CHUNK);
         let mut last_status = Instant::now();
         while !stop.load(Ordering::SeqCst) {
-            self.drop_revoked();
-            // Wait up to 50 ms for a record, then take what has already been fetched: a chunk
-            // is judged on all cores, and stays small (so latency stays low) at low rates.
-            let mut timeout = Duration::from_millis(50);
-            while chunk.len() < CHUNK {
-                let waited = Instant::now();
-                let polled = self.consumer.poll(timeout);
-                self.report.polling_secs += waited.elapsed().as_secs_f64();
-                match polled {
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "consumer error (librdkafka retries)");
-                        break;
-                    }
-                    Some(Ok(msg)) => chunk.push(Taken {
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                        raw: msg.payload().unwrap_or_default().to_vec(),
-                    }),
+            let waited = Instant::now();
+            let polled = poller
+                .next(Duration::from_millis(50))
+                .map_err(|PollerGone| self.poller_gone())?;
+            self.report.waiting_secs += waited.elapsed().as_secs_f64();
+            if let Some(polled) = polled {
+                if self.take_polled(polled)? {
+                    last_record = Instant::now();
+                    first_record.get_or_insert(last_record);
                 }
-                timeout = Duration::ZERO;
-            }
-            // A rebalance inside those polls: records of partitions we lost are not ours.
-            let revoked = self.drop_revoked();
-            chunk.retain(|t| !revoked.contains(&t.partition));
-            if !chunk.is_empty() {
-                last_record = Instant::now();
-                first_record.get_or_insert(last_record);
-                let taken = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                self.take_chunk(taken)?;
             }
             self.alerts.poll(Duration::ZERO);
             let due = last_flush.elapsed() >= self.settings.flush_interval;
             if self.batch.records() >= self.settings.flush_records
                 || (due && self.batch.records() > 0)
             {
-                self.flush()?;
+                self.flush(&mut flusher)?;
                 last_flush = Instant::now();
             } else if due {
                 last_flush = Instant::now();
@@ -291,9 +272,18 @@ impl<'a> Streamer<'a> {
                 break;
             }
         }
-        self.drop_revoked();
+        self.report.polling_secs = poller.polling_secs();
+        // Records already taken off the consumer go into the last batch rather than being
+        // read again by the next run.
+        for polled in poller.stop() {
+            if self.take_polled(polled)? {
+                last_record = Instant::now();
+                first_record.get_or_insert(last_record);
+            }
+        }
         let final_flush = Instant::now();
-        self.flush()?;
+        self.flush(&mut flusher)?;
+        self.finish_flush(&mut flusher)?;
         if let Some(first) = first_record {
             self.report.active_secs =
                 (last_record - first).as_secs_f64() + final_flush.elapsed().as_secs_f64();
@@ -302,23 +292,44 @@ impl<'a> Streamer<'a> {
         status(&self.metrics);
         self.report.alerts_opened = self.metrics.alerts_opened();
         let report = std::mem::take(&mut self.report);
-        close_within(self.consumer, CLOSE_LIMIT);
+        // Only the consumer's last holder closes it, and that must be `close_within`.
+        let consumer = self.consumer.clone();
+        drop(flusher);
+        drop(self);
+        close_within(consumer, CLOSE_LIMIT);
         Ok(report)
     }
 
-    /// Forgets partitions a rebalance took away: their unflushed records will be read again
-    /// by their new owner.
-    fn drop_revoked(&mut self) -> Vec<i32> {
-        let revoked: Vec<i32> = self
+    fn poller_gone(&self) -> StreamError {
+        StreamError::Kafka {
+            target: self.settings.topic.clone(),
+            what: "consumer".into(),
+            message: "the polling thread ended unexpectedly".into(),
+        }
+    }
+
+    /// Applies a chunk from the poller: the revocations that came before it, then its records.
+    /// Says whether it held records.
+    fn take_polled(&mut self, polled: Polled) -> Result<bool, StreamError> {
+        self.drop_revoked(polled.revocations);
+        if polled.records.is_empty() {
+            return Ok(false);
+        }
+        self.take_chunk(polled.records)?;
+        Ok(true)
+    }
+
+    /// Forgets partitions a rebalance took away (the revocation log up to `upto`): their
+    /// unflushed records will be read again by their new owner.
+    fn drop_revoked(&mut self, upto: usize) {
+        if upto <= self.applied_revocations {
+            return;
+        }
+        let revoked = self
             .consumer
             .context()
-            .revoked
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default();
-        if revoked.is_empty() {
-            return revoked;
-        }
+            .revoked_between(self.applied_revocations, upto);
+        self.applied_revocations = upto;
         for p in &revoked {
             self.partitions.remove(p);
         }
@@ -337,7 +348,6 @@ impl<'a> Streamer<'a> {
             ?revoked,
             "partitions revoked; their unflushed records are left to the new owner"
         );
-        revoked
     }
 
     fn partition(&mut self, partition: i32) -> Result<&mut PartitionState<'a>, StreamError> {
@@ -356,12 +366,15 @@ impl<'a> Streamer<'a> {
                 ),
                 None => (StreamAlerter::new(self.thresholds), 0, None),
             };
+            self.incarnations += 1;
             self.partitions.insert(
                 partition,
                 PartitionState {
                     alerter,
+                    incarnation: self.incarnations,
                     durable_next,
                     next: durable_next,
+                    cut_next: durable_next,
                     mark: durable_mark.clone(),
                     durable_mark,
                     last_seen: None,
@@ -425,6 +438,7 @@ impl<'a> Streamer<'a> {
             if let Some(state) = self.partitions.get_mut(&partition) {
                 state.durable_next = 0;
                 state.next = 0;
+                state.cut_next = 0;
                 state.durable_mark = None;
                 state.mark = None;
             }
@@ -621,94 +635,88 @@ impl<'a> Streamer<'a> {
         self.metrics
             .open_alerts
             .store(open as i64, Ordering::Relaxed);
-        let mut lag = 0i64;
-        for (p, st) in &self.partitions {
-            if let Ok((_, high)) =
-                self.consumer
-                    .fetch_watermarks(&self.settings.topic, *p, Duration::from_millis(500))
-            {
-                lag += (high - st.next).max(0);
-            }
-        }
-        self.metrics.consumer_lag.store(lag, Ordering::Relaxed);
+        self.metrics
+            .consumer_lag
+            .store(self.consumer.context().lag(), Ordering::Relaxed);
     }
 
-    fn flush(&mut self) -> Result<(), StreamError> {
-        let started = Instant::now();
+    /// Cuts the batch and starts making it durable in the background, once the previous
+    /// batch's flush has finished (see the module's documentation).
+    fn flush(&mut self, flusher: &mut Flusher) -> Result<(), StreamError> {
+        self.finish_flush(flusher)?;
         let dirty: Vec<i32> = self
             .partitions
             .iter()
-            .filter(|(_, st)| st.next > st.durable_next)
+            .filter(|(_, st)| st.next > st.cut_next)
             .map(|(p, _)| *p)
             .collect();
         if dirty.is_empty() {
             return Ok(());
         }
         let Batch {
-            mut accepted,
+            accepted,
             rejected,
             alerts,
         } = std::mem::take(&mut self.batch);
+        self.batch.accepted = flusher.take_spare();
         let alerts = self.touched_alerts(alerts);
         self.batch_seq += 1;
         let batch_id = format!("{}-{}", self.report.run_id, self.batch_seq);
-        let (written, quarantined, reasons) =
-            write_batch(&self.settings.lake, &batch_id, &accepted, rejected, alerts)?;
-        // The next batch reuses the room: growing a fresh vector of this size again cost
-        // copies and page faults on every batch.
-        accepted.clear();
-        self.batch.accepted = accepted;
-        for (r, n) in reasons {
-            *self.report.reasons.entry(r).or_insert(0) += n;
-        }
-        // Every alert published so far is acknowledged before the offsets move on.
-        if self.alerts.flush(Duration::from_secs(30)).is_err() {
-            let lost = self.alerts.in_flight_count();
-            self.metrics
-                .alert_delivery_failures
-                .fetch_add(lost.max(0) as u64, Ordering::Relaxed);
-            tracing::error!(lost, "the alerts topic did not acknowledge every alert within 30 s (they are in the lake)");
-        }
-        let mut offsets = TopicPartitionList::new();
-        for p in &dirty {
-            let Some(st) = self.partitions.get_mut(p) else {
+        let mut snapshots = Vec::with_capacity(dirty.len());
+        for p in dirty {
+            let Some(st) = self.partitions.get_mut(&p) else {
                 continue;
             };
-            checkpoint::store(
-                &self.settings.lake,
-                &self.settings.group,
-                &PartitionCheckpoint {
+            st.cut_next = st.next;
+            snapshots.push(Snapshot {
+                incarnation: st.incarnation,
+                checkpoint: PartitionCheckpoint {
                     topic: self.settings.topic.clone(),
-                    partition: *p,
+                    partition: p,
                     next_offset: st.next,
                     watermark: st.alerter.watermark(),
                     engine: st.alerter.state(),
                     last_record: st.mark.clone(),
                 },
-            )?;
-            st.durable_next = st.next;
-            st.durable_mark = st.mark.clone();
-            offsets
-                .add_partition_offset(&self.settings.topic, *p, Offset::Offset(st.next))
-                .map_err(|e| StreamError::Kafka {
-                    target: self.settings.topic.clone(),
-                    what: "offset list".into(),
-                    message: e.to_string(),
-                })?;
+            });
         }
-        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
-            // The data and the checkpoint are durable: a later commit, or the checkpoint on
-            // restart, covers it.
-            tracing::warn!(error = %e, "offset commit failed; the checkpoint keeps the position");
+        flusher.start(FlushJob {
+            batch_id,
+            accepted,
+            rejected,
+            alerts,
+            snapshots,
+            applied_revocations: self.applied_revocations,
+        });
+        Ok(())
+    }
+
+    /// Waits for the flush in flight and takes note of what it made durable.
+    fn finish_flush(&mut self, flusher: &mut Flusher) -> Result<(), StreamError> {
+        let waited = Instant::now();
+        let flushed = flusher.wait()?;
+        self.report.flush_wait_secs += waited.elapsed().as_secs_f64();
+        let Some(flushed) = flushed else {
+            return Ok(());
+        };
+        for d in flushed.durable {
+            // A partition revoked and assigned again since the cut has started afresh from
+            // its checkpoint; this flush is not about its new state.
+            if let Some(st) = self
+                .partitions
+                .get_mut(&d.partition)
+                .filter(|st| st.incarnation == d.incarnation)
+            {
+                st.durable_next = d.next_offset;
+                st.durable_mark = d.last_record;
+            }
         }
-        self.metrics.written.fetch_add(written, Ordering::Relaxed);
-        self.metrics
-            .quarantined
-            .fetch_add(quarantined, Ordering::Relaxed);
-        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        self.metrics.observe_flush(started.elapsed().as_secs_f64());
-        self.report.written += written;
-        self.report.quarantined += quarantined;
+        for (r, n) in flushed.reasons {
+            *self.report.reasons.entry(r).or_insert(0) += n;
+        }
+        self.report.flushing_secs += flushed.seconds;
+        self.report.written += flushed.written;
+        self.report.quarantined += flushed.quarantined;
         self.report.batches += 1;
         Ok(())
     }
@@ -722,7 +730,7 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 /// durable storage restarted under us); by now every record is flushed, checkpointed and
 /// committed, so an unfinished close is abandoned: the broker expires the membership after
 /// `session.timeout.ms`.
-fn close_within(consumer: BaseConsumer<RebalanceNotes>, limit: Duration) {
+fn close_within(consumer: Arc<StreamConsumer>, limit: Duration) {
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         drop(consumer);
@@ -763,17 +771,6 @@ fn remove_abandoned_staging(lake: &Path, age: Duration) -> usize {
         }
     }
     removed
-}
-
-/// Records taken from the topic per chunk (judging more at once does not go faster; fewer
-/// leaves a core idle).
-const CHUNK: usize = 4096;
-
-/// A record as it came off the topic.
-struct Taken {
-    partition: i32,
-    offset: i64,
-    raw: Vec<u8>,
 }
 
 /// A partition's state and its valid records of a chunk, for the engine.
@@ -826,62 +823,6 @@ fn judge(
             }))
         }
     }
-}
-
-/// Writes a batch's Bronze, quarantine and alert files durably into the lake: into a staging
-/// folder first, then renamed into place.
-fn write_batch(
-    lake: &Path,
-    batch_id: &str,
-    accepted: &[Accepted],
-    rejected: Vec<Rejected>,
-    alerts: Vec<Alert>,
-) -> Result<(u64, u64, BTreeMap<String, u64>), StreamError> {
-    let staging = lake.join(format!(".kidjamo-staging-{batch_id}"));
-    let io = |p: &Path, e: std::io::Error| StreamError::Output(OutputError::io(p, e));
-    std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
-    let mut writer = BronzeWriter::new(&staging, batch_id);
-    for (m, received_at, source, offset) in accepted {
-        writer.accept(Received {
-            measurement: m,
-            received_at: *received_at,
-            source,
-            source_offset: *offset,
-        })?;
-    }
-    for r in rejected {
-        writer.reject(r);
-    }
-    let reasons = writer.reasons.clone();
-    let (mut files, written, quarantined) = writer.finish()?;
-    let mut by_day: BTreeMap<chrono::NaiveDate, Vec<Alert>> = BTreeMap::new();
-    for a in alerts {
-        by_day.entry(a.last_seen_at.date()).or_default().push(a);
-    }
-    for (day, alerts) in by_day {
-        let rel = layout::alerts_part(layout::ALERT_DIRS[0], day, batch_id, 0);
-        files.push(write_alerts(&staging, rel, &alerts)?);
-    }
-    publish_files(&staging, lake, &files)?;
-    std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
-    Ok((written, quarantined, reasons))
-}
-
-/// Renames synced files from `staging` into `lake` and syncs the folders they land in.
-fn publish_files(staging: &Path, lake: &Path, files: &[WrittenFile]) -> Result<(), StreamError> {
-    let io = |p: &Path, e: std::io::Error| StreamError::Output(OutputError::io(p, e));
-    let mut dirs = std::collections::BTreeSet::new();
-    for f in files {
-        let (from, to) = (staging.join(&f.path), lake.join(&f.path));
-        let dir = to.parent().unwrap_or(lake).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        std::fs::rename(&from, &to).map_err(|e| io(&to, e))?;
-        dirs.insert(dir);
-    }
-    for d in dirs {
-        checkpoint::sync_dir(&d).map_err(|e| io(&d, e))?;
-    }
-    Ok(())
 }
 
 /// The alert as the alerts topic carries it: SPEC §4.5's fields, times in RFC 3339, and what

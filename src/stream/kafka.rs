@@ -122,6 +122,8 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         // a topic recreated) is seen again within seconds, not the default five minutes.
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("queued.min.messages", "200000")
+        // The consumer lag gauge comes from these statistics.
+        .set("statistics.interval.ms", "1000")
         .set("socket.timeout.ms", "10000");
     c
 }

@@ -5,10 +5,12 @@
 pub mod alerter;
 pub mod checkpoint;
 pub mod consume;
+pub mod flush;
 pub mod kafka;
 pub mod legacy;
 pub mod metrics;
 pub mod pacing;
+pub mod poller;
 pub mod produce;
 pub mod source;
 pub mod topics;
