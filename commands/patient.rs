@@ -256,6 +256,8 @@ pub fn backup(cmd: BackupCommand, ctx: &Context) -> Result<ExitCode> {
 pub fn restore(cmd: RestoreCommand, ctx: &Context) -> Result<ExitCode> {
     let RestoreCommand::Patient(args) = cmd;
     let mut client = connect(&args.connection, ctx)?;
+    // The second connection fills new weeks' tables while the first attaches them.
+    let mut helper = connect(&args.connection, ctx)?;
     if let Some(root) = &args.lake {
         if !root.is_dir() {
             bail!(
@@ -266,6 +268,7 @@ pub fn restore(cmd: RestoreCommand, ctx: &Context) -> Result<ExitCode> {
     }
     let (manifest, counts) = patient_archive::restore(
         &mut client,
+        &mut helper,
         &args.archive,
         args.identity.as_deref(),
         args.lake.as_deref(),

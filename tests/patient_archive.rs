@@ -238,6 +238,85 @@ fn corrupt_incomplete_or_foreign_archives_are_refused_and_nothing_is_written() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
 
+/// The partitions of `measurements` and any standalone loading table, by name.
+fn measurement_tables(db: &TestDb) -> Vec<String> {
+    db.client()
+        .query(
+            "SELECT relname::text FROM pg_class
+              WHERE relkind IN ('r', 'p') AND relname LIKE 'measurements%' ORDER BY 1",
+            &[],
+        )
+        .expect("tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn a_restore_that_fails_in_the_database_leaves_no_rows_no_loading_table_and_the_same_partitions() {
+    let (source, patient) = loaded();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("patient.tar");
+    ok(kidjamo(&source)
+        .args(["backup", "patient", &patient, "--out"])
+        .arg(&archive));
+    let target = TestDb::migrated("restore_fails");
+    let mut client = target.client();
+    // An empty partition made ahead for the archive's first day: the bulk path replaces it, and
+    // must put it back when the restore fails.
+    let first_day: chrono::NaiveDate = source
+        .client()
+        .query_one(
+            "SELECT min(recorded_at AT TIME ZONE 'UTC')::date FROM measurements",
+            &[],
+        )
+        .expect("first day")
+        .get(0);
+    client
+        .execute("SELECT kidjamo_ensure_week_partition($1)", &[&first_day])
+        .expect("partition ahead");
+    // Alerts are restored after measurements: the failure comes once every week is filled.
+    client
+        .batch_execute("ALTER TABLE alerts ADD CONSTRAINT refuse_restore CHECK (false) NOT VALID")
+        .expect("constraint");
+    let before = measurement_tables(&target);
+    assert!(
+        before.len() >= 3,
+        "parent, DEFAULT and the week made ahead: {before:?}"
+    );
+
+    let out = run(kidjamo(&target).args(["restore", "patient"]).arg(&archive));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("alerts") && err.contains("refuse_restore"),
+        "{err}"
+    );
+    assert_eq!(
+        measurement_tables(&target),
+        before,
+        "loading tables left or partitions lost"
+    );
+    let written: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM measurements)",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(written, 0);
+
+    // Once the obstacle is gone, the same archive restores every measurement.
+    client
+        .batch_execute("ALTER TABLE alerts DROP CONSTRAINT refuse_restore")
+        .expect("drop constraint");
+    ok(kidjamo(&target).args(["restore", "patient"]).arg(&archive));
+    assert_eq!(
+        rows(&target, "measurements", &patient),
+        rows(&source, "measurements", &patient)
+    );
+}
+
 /// Tables (partitions included) whose rows mention `id` anywhere, as text.
 fn tables_mentioning(db: &TestDb, id: &str) -> Vec<String> {
     let mut client = db.client();
@@ -384,6 +463,74 @@ fn every_patient_of_a_cohort_round_trips_into_one_database() {
             .get(0)
     };
     assert_eq!(total(&source), total(&target));
+}
+
+#[test]
+fn two_patients_restored_at_once_into_one_database_both_arrive_whole() {
+    // Both restores want to bulk-load the same new weeks; one waits for the other's standalone
+    // tables to be attached instead of starting them over under it.
+    let (source, _) = loaded();
+    let patients: Vec<String> = source
+        .client()
+        .query(
+            "SELECT patient_id::text FROM patients ORDER BY 1 LIMIT 2",
+            &[],
+        )
+        .expect("patients")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archives: Vec<_> = patients
+        .iter()
+        .enumerate()
+        .map(|(i, patient)| {
+            let archive = dir.path().join(format!("p{i}.tar"));
+            ok(kidjamo(&source)
+                .args(["backup", "patient", patient, "--out"])
+                .arg(&archive));
+            archive
+        })
+        .collect();
+    for round in 0..2 {
+        let target = TestDb::migrated(&format!("together{round}"));
+        let running: Vec<_> = archives
+            .iter()
+            .map(|archive| {
+                std::process::Command::new(assert_cmd::cargo::cargo_bin("kidjamo"))
+                    .env_remove("KIDJAMO_CONFIG")
+                    .env("DATABASE_URL", &target.url)
+                    .args(["restore", "patient"])
+                    .arg(archive)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for child in running {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for patient in &patients {
+            assert_eq!(
+                rows(&target, "measurements", patient),
+                rows(&source, "measurements", patient),
+                "round {round}: {patient}"
+            );
+        }
+        assert_eq!(
+            measurement_tables(&target)
+                .iter()
+                .filter(|t| t.ends_with("_loading"))
+                .count(),
+            0
+        );
+    }
 }
 
 #[test]

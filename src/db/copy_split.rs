@@ -39,79 +39,46 @@ fn week_of(micros_since_2000: i64) -> Option<NaiveDate> {
     )))
 }
 
-/// The tuples of `data` (a whole binary COPY stream), grouped by the ISO week of field
-/// `time_field`, each week's tuples concatenated in their original order.
+/// One ISO week's tuples inside a binary COPY stream: where they lie, without copying them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WeekTuples {
+    pub rows: u64,
+    /// Byte ranges of `data`, in the stream's order; neighbouring tuples share one range (a
+    /// backup lists measurements partition by partition, so a week is usually one range).
+    pub ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl WeekTuples {
+    /// The week's tuples, range by range.
+    pub fn slices<'a>(&'a self, data: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.ranges.iter().map(move |r| &data[r.clone()])
+    }
+}
+
+/// The tuples of `data` (a whole binary COPY stream) grouped by the ISO week of field
+/// `time_field`, each week's in their original order.
 pub fn split_by_week(
     data: &[u8],
     time_field: usize,
-) -> Result<BTreeMap<NaiveDate, (u64, Vec<u8>)>, String> {
-    let mut weeks: BTreeMap<NaiveDate, (u64, Vec<u8>)> = BTreeMap::new();
-    for_each_tuple(data, time_field, &mut |week, tuple| {
+) -> Result<BTreeMap<NaiveDate, WeekTuples>, String> {
+    let mut weeks: BTreeMap<NaiveDate, WeekTuples> = BTreeMap::new();
+    for_each_tuple(data, time_field, &mut |week, range| {
         let entry = weeks.entry(week).or_default();
-        entry.0 += 1;
-        entry.1.extend_from_slice(tuple);
+        entry.rows += 1;
+        match entry.ranges.last_mut() {
+            Some(last) if last.end == range.start => last.end = range.end,
+            _ => entry.ranges.push(range),
+        }
         true
     })?;
     Ok(weeks)
-}
-
-/// Hands over each week's tuples as soon as the week is complete, so that the database can
-/// load one week while the next is being cut. A backup lists measurements partition by
-/// partition, so a week is complete when a tuple of a later week appears; tuples that come
-/// out of that order are handed over again as another part of their week, at the end.
-/// `emit` returns false to stop early.
-pub fn for_each_week(
-    data: &[u8],
-    time_field: usize,
-    emit: &mut dyn FnMut(NaiveDate, u64, Vec<u8>) -> bool,
-) -> Result<(), String> {
-    let mut current: Option<(NaiveDate, u64, Vec<u8>)> = None;
-    let mut stragglers: BTreeMap<NaiveDate, (u64, Vec<u8>)> = BTreeMap::new();
-    let mut stopped = false;
-    for_each_tuple(data, time_field, &mut |week, tuple| {
-        match &mut current {
-            Some((w, n, rows)) if *w == week => {
-                *n += 1;
-                rows.extend_from_slice(tuple);
-            }
-            Some((w, _, _)) if week < *w => {
-                let entry = stragglers.entry(week).or_default();
-                entry.0 += 1;
-                entry.1.extend_from_slice(tuple);
-            }
-            _ => {
-                if let Some((w, n, rows)) = current.take() {
-                    if !emit(w, n, rows) {
-                        stopped = true;
-                        return false;
-                    }
-                }
-                current = Some((week, 1, tuple.to_vec()));
-            }
-        }
-        true
-    })?;
-    if stopped {
-        return Ok(());
-    }
-    if let Some((w, n, rows)) = current {
-        if !emit(w, n, rows) {
-            return Ok(());
-        }
-    }
-    for (w, (n, rows)) in stragglers {
-        if !emit(w, n, rows) {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// Calls `f` with the week and bytes of every tuple, in order; `f` returns false to stop.
 fn for_each_tuple(
     data: &[u8],
     time_field: usize,
-    f: &mut dyn FnMut(NaiveDate, &[u8]) -> bool,
+    f: &mut dyn FnMut(NaiveDate, std::ops::Range<usize>) -> bool,
 ) -> Result<(), String> {
     if data.get(..SIGNATURE.len()) != Some(SIGNATURE.as_slice()) {
         return Err("not a binary COPY stream".into());
@@ -146,7 +113,7 @@ fn for_each_tuple(
         }
         let week =
             week.ok_or_else(|| format!("a tuple without field {time_field} at byte {start}"))?;
-        if !f(week, &data[start..at]) {
+        if !f(week, start..at) {
             return Ok(());
         }
     }
@@ -165,69 +132,37 @@ mod tests {
         t
     }
 
+    fn bytes(data: &[u8], week: &WeekTuples) -> Vec<u8> {
+        week.slices(data).flatten().copied().collect()
+    }
+
     #[test]
     fn tuples_go_to_their_iso_week_unchanged_and_in_order() {
         // 2026-03-08 23:59:59 (Sunday, week of 03-02) and 2026-03-09 00:00 (Monday).
         let sunday = (1_773_014_399 * 1_000_000) - PG_EPOCH_US;
         let monday = sunday + 1_000_000;
-        let (a, b, c) = (
+        let next_monday = monday + 7 * 86_400 * 1_000_000;
+        let (a, b, c, d, e) = (
             tuple(sunday, b"a"),
+            tuple(sunday, b"a2"),
             tuple(monday, b"bb"),
             tuple(sunday, b""),
+            tuple(next_monday, b"d"),
         );
         let mut data = header();
-        for t in [&a, &b, &c] {
+        for t in [&a, &b, &c, &d, &e] {
             data.extend_from_slice(t);
         }
         data.extend_from_slice(&TRAILER);
         let weeks = split_by_week(&data, 1).expect("split");
-        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
-        assert_eq!(weeks.len(), 2);
-        assert_eq!(weeks[&d("2026-03-02")], (2, [a, c].concat()));
-        assert_eq!(weeks[&d("2026-03-09")], (1, b));
-    }
-
-    #[test]
-    fn weeks_are_handed_over_when_complete_and_stragglers_at_the_end() {
-        let sunday = (1_773_014_399 * 1_000_000) - PG_EPOCH_US;
-        let monday = sunday + 1_000_000;
-        let next_monday = monday + 7 * 86_400 * 1_000_000;
-        let (a, b, c, d) = (
-            tuple(sunday, b"a"),
-            tuple(monday, b"b"),
-            tuple(sunday, b"late"),
-            tuple(next_monday, b"d"),
-        );
-        let mut data = header();
-        for t in [&a, &b, &c, &d] {
-            data.extend_from_slice(t);
-        }
-        data.extend_from_slice(&TRAILER);
-        let mut seen = Vec::new();
-        for_each_week(&data, 1, &mut |w, n, rows| {
-            seen.push((w.to_string(), n, rows));
-            true
-        })
-        .expect("split");
-        assert_eq!(
-            seen,
-            vec![
-                ("2026-03-02".to_string(), 1, a.clone()),
-                ("2026-03-09".to_string(), 1, b.clone()),
-                ("2026-03-16".to_string(), 1, d.clone()),
-                ("2026-03-02".to_string(), 1, c.clone()),
-            ]
-        );
-        let mut calls = 0;
-        for_each_week(&data, 1, &mut |_, _, _| {
-            calls += 1;
-            false
-        })
-        .expect("stops");
-        assert_eq!(calls, 1, "a false from emit stops the split");
-        // Everything in one group per week is what split_by_week gives.
-        let grouped = split_by_week(&data, 1).expect("split");
-        assert_eq!(grouped.len(), 3);
+        let day = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+        assert_eq!(weeks.len(), 3);
+        let first = &weeks[&day("2026-03-02")];
+        assert_eq!(first.rows, 3);
+        assert_eq!(first.ranges.len(), 2, "a and a2 are neighbours: one range");
+        assert_eq!(bytes(&data, first), [a, b, d].concat());
+        assert_eq!(bytes(&data, &weeks[&day("2026-03-09")]), c);
+        assert_eq!(bytes(&data, &weeks[&day("2026-03-16")]), e);
     }
 
     #[test]

@@ -38,6 +38,28 @@ pub fn connect(url: &str) -> Result<Client, DbError> {
     })
 }
 
+/// Key of the session-level advisory lock held by whoever has standalone week tables under way
+/// (`db load`, `restore patient`). `kidjamo_bulk_week_begin` starts a week over from any
+/// `_loading` table it finds (one left by a killed load), so two loaders of the same week must
+/// not overlap: the second waits until the first is done. ("kjbulkwk" in ASCII.)
+const BULK_WEEKS_LOCK: i64 = 0x6b6a_6275_6c6b_776b;
+
+/// Takes the bulk-weeks lock on `client` for as long as the connection lives, waiting for the
+/// loader that holds it (logged, since the wait has no bound of its own).
+pub fn lock_bulk_weeks(client: &mut Client) -> Result<(), DbError> {
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&BULK_WEEKS_LOCK])
+        .map_err(query_error("cannot take the bulk-load lock"))?
+        .get(0);
+    if !got {
+        tracing::info!("another load or restore is filling new weeks; waiting for it to finish");
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&BULK_WEEKS_LOCK])
+            .map_err(query_error("cannot take the bulk-load lock"))?;
+    }
+    Ok(())
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user@host/db`.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -619,25 +619,48 @@ fn open_verified(
     Ok((manifest, files, lake_files))
 }
 
-/// Measurements week by week: the archive's COPY stream is split by ISO week on the client and
-/// each week is copied straight into place. A week without rows in the database (a restore
-/// into another database, or after an erasure) takes the bulk path of `db load` — a standalone
-/// table, keyed and attached at the end — instead of one foreign-key lookup per row; a week
-/// that has rows goes through a staging table and `ON CONFLICT DO NOTHING`.
-fn restore_measurements(
-    tx: &mut postgres::Transaction<'_>,
+/// The measurements member cut by ISO week, each week with the way it goes in.
+///
+/// A week without rows in the database (a restore into another database, or after an
+/// erasure) takes the bulk path of `db load`: `kidjamo_bulk_week_begin` makes a standalone
+/// table, which a second connection fills and commits while the restore's transaction keys
+/// and attaches the week before (`kidjamo_bulk_week_finish`), so that the two busiest steps
+/// run on two cores. Nothing of it is in `measurements` until the transaction commits; if the
+/// restore fails, `abandon_weeks` drops the standalone tables and puts back the empty
+/// partitions the bulk path had replaced. A week that has rows goes through a staging table
+/// and `ON CONFLICT DO NOTHING` inside the transaction.
+struct PreparedMeasurements {
+    data: Vec<u8>,
+    weeks: Vec<PreparedWeek>,
+}
+
+struct PreparedWeek {
+    week: chrono::NaiveDate,
+    tuples: super::copy_split::WeekTuples,
+    /// The standalone table to fill, or None for the staged path.
+    bulk_table: Option<String>,
+    /// The week had an empty partition, which the bulk path dropped.
+    had_partition: bool,
+}
+
+/// Reads and splits the measurements member and begins the bulk weeks, committed one by one
+/// on `helper` before the restore's transaction starts (beginning drops a partition, which
+/// could not wait behind the transaction's own locks on `measurements`). Weeks begun are in
+/// `prepared.weeks` even when this fails, for `abandon_weeks`.
+fn prepare_measurements(
+    helper: &mut Client,
     archive: &Path,
     mut member: Spool,
-) -> Result<u64, ArchiveError> {
+    prepared: &mut PreparedMeasurements,
+) -> Result<(), ArchiveError> {
     let file_err = |reason: String| ArchiveError::File {
         path: archive.display().to_string(),
         reason: format!("measurements.pgcopy: {reason}"),
     };
-    let mut data = Vec::new();
     member
-        .read_to_end(&mut data)
+        .read_to_end(&mut prepared.data)
         .map_err(|e| file_err(e.to_string()))?;
-    let time_field: i64 = tx
+    let time_field: i64 = helper
         .query_one(
             "SELECT count(*) FROM pg_attribute a
               WHERE a.attrelid = 'measurements'::regclass AND a.attnum > 0 AND NOT a.attisdropped
@@ -647,113 +670,189 @@ fn restore_measurements(
         )
         .map_err(query_error("cannot read the measurements table's columns"))?
         .get(0);
-    // The week being cut on one core while the database loads the previous one on the other.
-    let (sender, weeks) = std::sync::mpsc::sync_channel::<(chrono::NaiveDate, Vec<u8>)>(2);
-    let data = &data;
-    std::thread::scope(|scope| {
-        let splitter = scope.spawn(move || {
-            super::copy_split::for_each_week(data, time_field as usize, &mut |week, _, rows| {
-                sender.send((week, rows)).is_ok()
-            })
-        });
-        let loaded = load_weeks(tx, archive, weeks);
-        // The loader stopped first on an error: the splitter then stops at its next week.
-        let split = splitter
-            .join()
-            .unwrap_or_else(|_| Err("the splitting thread failed".into()));
-        let inserted = loaded?;
-        split.map_err(file_err)?;
-        Ok(inserted)
-    })
-}
-
-/// Loads each week received from the splitter (see `restore_measurements`).
-fn load_weeks(
-    tx: &mut postgres::Transaction<'_>,
-    archive: &Path,
-    weeks: std::sync::mpsc::Receiver<(chrono::NaiveDate, Vec<u8>)>,
-) -> Result<u64, ArchiveError> {
-    let copy = |tx: &mut postgres::Transaction<'_>,
-                table: &str,
-                rows: &[u8]|
-     -> Result<u64, ArchiveError> {
-        let mut writer = tx
-            .copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
-            .map_err(query_error(format!("cannot restore into {table}")))?;
-        let io = |e: std::io::Error| ArchiveError::File {
-            path: archive.display().to_string(),
-            reason: e.to_string(),
-        };
-        writer.write_all(&super::copy_split::header()).map_err(io)?;
-        writer.write_all(rows).map_err(io)?;
-        writer.write_all(&super::copy_split::TRAILER).map_err(io)?;
-        Ok(writer.finish().map_err(query_error(format!(
-            "{}: measurements do not load",
-            archive.display()
-        )))?)
-    };
-    let mut inserted = 0;
-    let mut staged = false;
-    for (week, rows) in weeks {
-        let bulk: Option<String> = tx
+    let weeks =
+        super::copy_split::split_by_week(&prepared.data, time_field as usize).map_err(file_err)?;
+    // Held until `helper` closes: no other loader may start these weeks over meanwhile.
+    super::lock_bulk_weeks(helper)?;
+    for (week, tuples) in weeks {
+        let had_partition: bool = helper
+            .query_one(
+                "SELECT to_regclass('public.' || quote_ident(
+                            kidjamo_week_partition_name(kidjamo_iso_week_start($1)))) IS NOT NULL",
+                &[&week],
+            )
+            .map_err(query_error(format!("cannot prepare the week of {week}")))?
+            .get(0);
+        let bulk_table: Option<String> = helper
             .query_one("SELECT kidjamo_bulk_week_begin($1)", &[&week])
             .map_err(query_error(format!("cannot prepare the week of {week}")))?
             .get(0);
-        match bulk {
-            Some(table) => {
-                inserted += copy(tx, &table, &rows)?;
-                tx.execute("SELECT kidjamo_bulk_week_finish($1)", &[&week])
-                    .map_err(query_error(format!("cannot attach the week of {week}")))?;
-            }
-            None => {
-                let stage = "kidjamo_restore_week";
-                if !staged {
-                    tx.batch_execute(&format!(
-                        "CREATE TEMP TABLE {stage} (LIKE measurements INCLUDING DEFAULTS) ON COMMIT DROP"
-                    ))
-                    .map_err(query_error("cannot stage measurements"))?;
-                    staged = true;
+        prepared.weeks.push(PreparedWeek {
+            week,
+            tuples,
+            bulk_table,
+            had_partition,
+        });
+    }
+    Ok(())
+}
+
+/// COPYs one week's tuples into `table`; returns the rows copied.
+fn copy_week(
+    client: &mut impl postgres::GenericClient,
+    archive: &Path,
+    table: &str,
+    data: &[u8],
+    tuples: &super::copy_split::WeekTuples,
+) -> Result<u64, ArchiveError> {
+    let mut writer = client
+        .copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
+        .map_err(query_error(format!("cannot restore into {table}")))?;
+    let io = |e: std::io::Error| ArchiveError::File {
+        path: archive.display().to_string(),
+        reason: e.to_string(),
+    };
+    writer.write_all(&super::copy_split::header()).map_err(io)?;
+    for slice in tuples.slices(data) {
+        writer.write_all(slice).map_err(io)?;
+    }
+    writer.write_all(&super::copy_split::TRAILER).map_err(io)?;
+    Ok(writer.finish().map_err(query_error(format!(
+        "{}: measurements do not load",
+        archive.display()
+    )))?)
+}
+
+/// Loads the prepared weeks inside the restore's transaction, the bulk weeks filled on
+/// `helper` one week ahead (see `PreparedMeasurements`); returns the rows inserted.
+fn restore_measurements(
+    tx: &mut postgres::Transaction<'_>,
+    helper: &mut Client,
+    archive: &Path,
+    prepared: &PreparedMeasurements,
+) -> Result<u64, ArchiveError> {
+    let (data, weeks) = (&prepared.data, &prepared.weeks);
+    let (sender, filled) = std::sync::mpsc::channel::<usize>();
+    std::thread::scope(|scope| {
+        let filler = scope.spawn(move || -> Result<(), ArchiveError> {
+            for (i, w) in weeks.iter().enumerate() {
+                if let Some(table) = &w.bulk_table {
+                    copy_week(helper, archive, table, data, &w.tuples)?;
                 }
-                tx.batch_execute(&format!("TRUNCATE {stage}"))
-                    .map_err(query_error("cannot stage measurements"))?;
-                tx.execute("SELECT kidjamo_ensure_week_partition($1)", &[&week])
-                    .map_err(query_error(format!(
-                        "cannot create the partition of {week}"
-                    )))?;
-                copy(tx, stage, &rows)?;
-                inserted += tx
-                    .execute(
-                        &format!(
-                            "INSERT INTO measurements SELECT * FROM {stage} ON CONFLICT DO NOTHING"
-                        ),
-                        &[],
-                    )
-                    .map_err(query_error(format!("cannot restore the week of {week}")))?;
+                if sender.send(i).is_err() {
+                    break; // the transaction failed: it says why
+                }
             }
+            Ok(())
+        });
+        let loaded = load_weeks(tx, archive, prepared, filled);
+        let filling = filler
+            .join()
+            .unwrap_or_else(|_| Err(file_error(archive, "the loading thread failed")));
+        // When the filler fails, the loader sees the weeks stop: the filler's error is the cause.
+        filling?;
+        loaded
+    })
+}
+
+fn file_error(archive: &Path, reason: &str) -> ArchiveError {
+    ArchiveError::File {
+        path: archive.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Attaches each bulk week once filled, and restores each staged week, in order.
+fn load_weeks(
+    tx: &mut postgres::Transaction<'_>,
+    archive: &Path,
+    prepared: &PreparedMeasurements,
+    filled: std::sync::mpsc::Receiver<usize>,
+) -> Result<u64, ArchiveError> {
+    let mut inserted = 0;
+    let mut staged = false;
+    let mut done = 0;
+    for i in filled {
+        let w = &prepared.weeks[i];
+        let week = w.week;
+        done += 1;
+        if w.bulk_table.is_some() {
+            // Rows repeated within the week are removed by the key, as `db load` does.
+            let duplicates: i64 = tx
+                .query_one(
+                    "SELECT duplicates FROM kidjamo_bulk_week_finish($1)",
+                    &[&week],
+                )
+                .map_err(query_error(format!("cannot attach the week of {week}")))?
+                .get(0);
+            inserted += w.tuples.rows.saturating_sub(duplicates as u64);
+            continue;
         }
+        let stage = "kidjamo_restore_week";
+        if !staged {
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE {stage} (LIKE measurements INCLUDING DEFAULTS) ON COMMIT DROP"
+            ))
+            .map_err(query_error("cannot stage measurements"))?;
+            staged = true;
+        }
+        tx.batch_execute(&format!("TRUNCATE {stage}"))
+            .map_err(query_error("cannot stage measurements"))?;
+        tx.execute("SELECT kidjamo_ensure_week_partition($1)", &[&week])
+            .map_err(query_error(format!(
+                "cannot create the partition of {week}"
+            )))?;
+        copy_week(tx, archive, stage, &prepared.data, &w.tuples)?;
+        inserted += tx
+            .execute(
+                &format!("INSERT INTO measurements SELECT * FROM {stage} ON CONFLICT DO NOTHING"),
+                &[],
+            )
+            .map_err(query_error(format!("cannot restore the week of {week}")))?;
+    }
+    if done != prepared.weeks.len() {
+        return Err(file_error(archive, "measurements stopped loading early"));
     }
     Ok(inserted)
+}
+
+/// Undoes `prepare_measurements` after a failed restore (its transaction rolled back): drops
+/// the standalone tables — they hold the patient's rows, committed, outside `measurements` —
+/// and puts back the empty partitions they were to replace. What cannot be undone is named.
+fn abandon_weeks(helper: &mut Client, prepared: &PreparedMeasurements) {
+    for w in &prepared.weeks {
+        let Some(table) = &w.bulk_table else {
+            continue;
+        };
+        let undone = helper
+            .batch_execute(&format!("DROP TABLE IF EXISTS public.{table}"))
+            .and_then(|()| {
+                if w.had_partition {
+                    helper.execute("SELECT kidjamo_ensure_week_partition($1)", &[&w.week])?;
+                }
+                Ok(())
+            });
+        if let Err(e) = undone {
+            tracing::warn!(
+                "restore failed and table {table} could not be dropped ({e}); \
+                 drop it as kidjamo_owner (it holds the week's restored rows)"
+            );
+        }
+    }
 }
 
 /// Restored rows per table (rows already present are not inserted again).
 pub type RestoreCounts = Vec<(String, u64, u64)>;
 
-/// Restores an archive in one transaction; returns (table, rows in archive, rows inserted).
-pub fn restore(
+/// Every member but the lake's, in one transaction (rolled back on error).
+fn restore_tables(
     client: &mut Client,
+    helper: &mut Client,
     path: &Path,
-    identity: Option<&Path>,
-    lake: Option<&Path>,
-) -> Result<(Manifest, RestoreCounts), ArchiveError> {
-    let (manifest, files, lake_files) = open_verified(path, identity)?;
-    let database = schema_version(client)?;
-    if manifest.schema_version != database {
-        return Err(ArchiveError::SchemaMismatch {
-            path: path.display().to_string(),
-            archive: manifest.schema_version,
-            database,
-        });
-    }
+    manifest: &Manifest,
+    files: Vec<Option<Spool>>,
+    prepared: &PreparedMeasurements,
+) -> Result<RestoreCounts, ArchiveError> {
     let mut tx = client
         .transaction()
         .map_err(query_error("cannot start the restore"))?;
@@ -762,12 +861,15 @@ pub fn restore(
     tx.batch_execute("SET LOCAL kidjamo.quiet_triggers = 'on'")
         .map_err(query_error("cannot prepare the restore"))?;
     let mut counts = Vec::new();
-    for (m, mut file) in manifest.members.iter().zip(files) {
+    for (m, file) in manifest.members.iter().zip(files) {
         if m.table == "measurements" {
-            let inserted = restore_measurements(&mut tx, path, file)?;
+            let inserted = restore_measurements(&mut tx, helper, path, prepared)?;
             counts.push((m.table.clone(), m.rows as u64, inserted));
             continue;
         }
+        let Some(mut file) = file else {
+            continue;
+        };
         let stage = format!("kidjamo_restore_{}", m.table);
         tx.batch_execute(&format!(
             "CREATE TEMP TABLE {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
@@ -823,6 +925,61 @@ pub fn restore(
     }
     tx.commit()
         .map_err(query_error("cannot commit the restore"))?;
+    Ok(counts)
+}
+
+/// Restores an archive in one transaction; returns (table, rows in archive, rows inserted).
+/// `helper` is a second connection to the same database (see `PreparedMeasurements`).
+pub fn restore(
+    client: &mut Client,
+    helper: &mut Client,
+    path: &Path,
+    identity: Option<&Path>,
+    lake: Option<&Path>,
+) -> Result<(Manifest, RestoreCounts), ArchiveError> {
+    let started = std::time::Instant::now();
+    let (manifest, files, lake_files) = open_verified(path, identity)?;
+    let database = schema_version(client)?;
+    if manifest.schema_version != database {
+        return Err(ArchiveError::SchemaMismatch {
+            path: path.display().to_string(),
+            archive: manifest.schema_version,
+            database,
+        });
+    }
+    tracing::info!(
+        "restore: archive read and verified in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut files: Vec<Option<Spool>> = files.into_iter().map(Some).collect();
+    let mut prepared = PreparedMeasurements {
+        data: Vec::new(),
+        weeks: Vec::new(),
+    };
+    let measurements = manifest
+        .members
+        .iter()
+        .position(|m| m.table == "measurements")
+        .and_then(|i| files[i].take());
+    let restored = match measurements {
+        Some(member) => prepare_measurements(helper, path, member, &mut prepared),
+        None => Ok(()),
+    }
+    .and_then(|()| {
+        tracing::info!(
+            "restore: {} weeks of measurements cut and begun at {:.2} s",
+            prepared.weeks.len(),
+            started.elapsed().as_secs_f64()
+        );
+        restore_tables(client, helper, path, &manifest, files, &prepared)
+    });
+    let mut counts = match restored {
+        Ok(counts) => counts,
+        Err(e) => {
+            abandon_weeks(helper, &prepared);
+            return Err(e);
+        }
+    };
     if let Some(root) = lake {
         let mut written = 0;
         for (m, file) in manifest.lake.iter().zip(lake_files) {
@@ -844,5 +1001,9 @@ pub fn restore(
         ));
     }
     record(client, &manifest, "RESTORE", "restore")?;
+    tracing::info!(
+        "restore: committed and audited at {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok((manifest, counts))
 }

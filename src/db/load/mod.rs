@@ -108,6 +108,8 @@ pub fn load_lake(
     let mut report = LoadReport::default();
     let started = std::time::Instant::now();
     let mut client = connect()?;
+    // Held until this connection closes, after the last bulk week is attached.
+    crate::db::lock_bulk_weeks(&mut client)?;
     let reference = lake.join(layout::REFERENCE_DIR);
     if reference.is_dir() {
         report.tables = load_reference(&mut client, &reference)?;
