@@ -643,7 +643,7 @@ struct PreparedWeek {
     had_partition: bool,
 }
 
-/// Reads and splits the measurements member and begins the bulk weeks, committed one by one
+/// Reads and splits the measurements member and begins the bulk weeks, committed together
 /// on `helper` before the restore's transaction starts (beginning drops a partition, which
 /// could not wait behind the transaction's own locks on `measurements`). Weeks begun are in
 /// `prepared.weeks` even when this fails, for `abandon_weeks`.
@@ -674,8 +674,12 @@ fn prepare_measurements(
         super::copy_split::split_by_week(&prepared.data, time_field as usize).map_err(file_err)?;
     // Held until `helper` closes: no other loader may start these weeks over meanwhile.
     super::lock_bulk_weeks(helper)?;
+    // One commit for all weeks, not one (and its WAL flush) per week.
+    let mut begin = helper
+        .transaction()
+        .map_err(query_error("cannot prepare the measurements' weeks"))?;
     for (week, tuples) in weeks {
-        let had_partition: bool = helper
+        let had_partition: bool = begin
             .query_one(
                 "SELECT to_regclass('public.' || quote_ident(
                             kidjamo_week_partition_name(kidjamo_iso_week_start($1)))) IS NOT NULL",
@@ -683,7 +687,7 @@ fn prepare_measurements(
             )
             .map_err(query_error(format!("cannot prepare the week of {week}")))?
             .get(0);
-        let bulk_table: Option<String> = helper
+        let bulk_table: Option<String> = begin
             .query_one("SELECT kidjamo_bulk_week_begin($1)", &[&week])
             .map_err(query_error(format!("cannot prepare the week of {week}")))?
             .get(0);
@@ -694,6 +698,9 @@ fn prepare_measurements(
             had_partition,
         });
     }
+    begin
+        .commit()
+        .map_err(query_error("cannot prepare the measurements' weeks"))?;
     Ok(())
 }
 
