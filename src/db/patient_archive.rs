@@ -779,7 +779,15 @@ fn load_weeks(
     let mut inserted = 0;
     let mut staged = false;
     let mut done = 0;
-    for i in filled {
+    // Time spent waiting for the filling connection: near zero means the attaching side is
+    // the bound, a large share means the filling side is.
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let asked = std::time::Instant::now();
+        let Ok(i) = filled.recv() else {
+            break;
+        };
+        waited += asked.elapsed();
         let w = &prepared.weeks[i];
         let week = w.week;
         done += 1;
@@ -820,6 +828,10 @@ fn load_weeks(
     if done != prepared.weeks.len() {
         return Err(file_error(archive, "measurements stopped loading early"));
     }
+    tracing::info!(
+        "restore: {done} weeks loaded; {:.2} s of it waiting for weeks to be filled",
+        waited.as_secs_f64()
+    );
     Ok(inserted)
 }
 
