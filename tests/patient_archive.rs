@@ -31,6 +31,13 @@ fn ok(c: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Backs `patient` of `db` up into `archive`.
+fn back_up(db: &TestDb, patient: &str, archive: &Path) {
+    ok(kidjamo(db)
+        .args(["backup", "patient", patient, "--out"])
+        .arg(archive));
+}
+
 /// A database holding a small simulated cohort, one of whose patients has an acknowledged alert.
 fn loaded() -> (TestDb, String) {
     let db = TestDb::migrated("backup");
@@ -175,9 +182,7 @@ fn corrupt_incomplete_or_foreign_archives_are_refused_and_nothing_is_written() {
     let (source, patient) = loaded();
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = dir.path().join("patient.tar");
-    ok(kidjamo(&source)
-        .args(["backup", "patient", &patient, "--out"])
-        .arg(&archive));
+    back_up(&source, &patient, &archive);
     let cases: [(&str, Box<MemberEdit>, &str); 3] = [
         (
             "flipped.tar",
@@ -257,9 +262,7 @@ fn a_restore_that_fails_in_the_database_leaves_no_rows_no_loading_table_and_the_
     let (source, patient) = loaded();
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = dir.path().join("patient.tar");
-    ok(kidjamo(&source)
-        .args(["backup", "patient", &patient, "--out"])
-        .arg(&archive));
+    back_up(&source, &patient, &archive);
     let target = TestDb::migrated("restore_fails");
     let mut client = target.client();
     // An empty partition made ahead for the archive's first day: the bulk path replaces it, and
@@ -439,9 +442,7 @@ fn every_patient_of_a_cohort_round_trips_into_one_database() {
             .map(|t| rows(&source, t.table, patient))
             .collect();
         let archive = dir.path().join(format!("p{i}.tar"));
-        ok(kidjamo(&source)
-            .args(["backup", "patient", patient, "--out"])
-            .arg(&archive));
+        back_up(&source, patient, &archive);
         ok(kidjamo(&target).args(["restore", "patient"]).arg(&archive));
         for (t, before) in PATIENT_TABLES.iter().zip(&before) {
             let after = rows(&target, t.table, patient);
@@ -486,9 +487,7 @@ fn two_patients_restored_at_once_into_one_database_both_arrive_whole() {
         .enumerate()
         .map(|(i, patient)| {
             let archive = dir.path().join(format!("p{i}.tar"));
-            ok(kidjamo(&source)
-                .args(["backup", "patient", patient, "--out"])
-                .arg(&archive));
+            back_up(&source, patient, &archive);
             archive
         })
         .collect();
@@ -875,9 +874,7 @@ mod round_trip_properties {
             .map(|t| rows(&source, t.table, patient))
             .collect();
         let archive = dir.path().join("p.tar");
-        ok(kidjamo(&source)
-            .args(["backup", "patient", patient, "--out"])
-            .arg(&archive));
+        back_up(&source, patient, &archive);
         let target = if erase_first {
             ok(kidjamo(&source).args(["erase", "patient", patient, "--reason", "property test"]));
             None
