@@ -715,10 +715,7 @@ fn copy_week(
     let mut writer = client
         .copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
         .map_err(query_error(format!("cannot restore into {table}")))?;
-    let io = |e: std::io::Error| ArchiveError::File {
-        path: archive.display().to_string(),
-        reason: e.to_string(),
-    };
+    let io = |e: std::io::Error| file_error(archive, &e.to_string());
     writer.write_all(&super::copy_split::header()).map_err(io)?;
     for slice in tuples.slices(data) {
         writer.write_all(slice).map_err(io)?;
