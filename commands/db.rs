@@ -162,6 +162,19 @@ fn partitions(args: PartitionsArgs, ctx: &Context) -> Result<ExitCode> {
         force: args.force,
     };
     let report = partitions::maintain(&mut client, &plan)?;
+    match &report.leftovers_dropped {
+        Some(dropped) => {
+            for l in dropped {
+                println!(
+                    "dropped  {} ({} rows of a load or restore that was killed; rerun it)",
+                    l.table, l.rows
+                );
+            }
+        }
+        None => println!(
+            "leftovers: not looked for, a load or restore is running (run again once it ends)"
+        ),
+    }
     if report.created.is_empty() {
         println!("partitions: all partitions already exist");
     }

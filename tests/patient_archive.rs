@@ -532,6 +532,142 @@ fn two_patients_restored_at_once_into_one_database_both_arrive_whole() {
     }
 }
 
+/// Polls `query` (one bigint) on `client` until it returns `want`; panics after 60 s.
+fn wait_for(client: &mut postgres::Client, query: &str, want: i64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n: i64 = client.query_one(query, &[]).expect(what).get(0);
+        if n == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_restore_leaves_tables_that_audit_names_and_erase_and_db_partitions_clear() {
+    let (source, patient) = loaded();
+    let measured = rows(&source, "measurements", &patient).len();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("patient.tar");
+    back_up(&source, &patient, &archive);
+    let target = TestDb::migrated("killed");
+
+    // Kill a real restore once its weeks are filled and committed outside `measurements`: a
+    // lock on `alerts` (restored after the measurements) holds its transaction there.
+    let mut locker = target.client();
+    let mut hold = locker.transaction().expect("begin");
+    hold.batch_execute("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE")
+        .expect("lock alerts");
+    let mut watch = target.client();
+    let mut restore = std::process::Command::new(assert_cmd::cargo::cargo_bin("kidjamo"))
+        .env_remove("KIDJAMO_CONFIG")
+        .env("DATABASE_URL", &target.url)
+        .args(["restore", "patient"])
+        .arg(&archive)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(
+        &mut watch,
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        1,
+        "the restore waits for alerts",
+    );
+    restore.kill().expect("SIGKILL");
+    restore.wait().expect("reap");
+    // Its helper connection ends with the process (the advisory lock with it); its transaction
+    // ends, rolled back, once it can move again.
+    let advisory = "SELECT count(*) FROM pg_locks
+                     WHERE locktype = 'advisory'
+                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    wait_for(&mut watch, advisory, 0, "the helper's lock goes");
+    hold.commit().expect("unlock alerts");
+    wait_for(
+        &mut watch,
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND backend_type = 'client backend'
+            AND pid <> pg_backend_pid() AND state <> 'idle'",
+        0,
+        "the killed restore's transaction ends",
+    );
+    let leftovers: Vec<String> = measurement_tables(&target)
+        .into_iter()
+        .filter(|t| t.ends_with("_loading"))
+        .collect();
+    assert!(!leftovers.is_empty(), "the kill left no loading table");
+    assert!(rows(&target, "patients", &patient).is_empty());
+
+    // The audit names them, with the fix; exit 1.
+    let out = run(kidjamo(&target).args(["audit", "report"]));
+    assert_eq!(out.status.code(), Some(1));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("no_unfinished_loads") && report.contains(&leftovers[0]),
+        "{report}"
+    );
+
+    // The patient is nowhere but in those tables: erasure still finds and removes them.
+    let dry = ok(kidjamo(&target).args([
+        "erase",
+        "patient",
+        &patient,
+        "--reason",
+        "test",
+        "--dry-run",
+    ]));
+    assert!(
+        dry.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["unfinished_loads", &measured.to_string()]),
+        "{dry}"
+    );
+    assert!(
+        measurement_tables(&target).contains(&leftovers[0]),
+        "a dry run dropped"
+    );
+    let erased = ok(kidjamo(&target).args(["erase", "patient", &patient, "--reason", "gdpr"]));
+    assert!(erased.contains("unfinished_loads"), "{erased}");
+    assert_eq!(tables_mentioning(&target, &patient), Vec::<String>::new());
+    assert!(!measurement_tables(&target)
+        .iter()
+        .any(|t| t.ends_with("_loading")));
+
+    // Tables of a running loader are in use: `db partitions` leaves them, and drops them once
+    // nobody holds the bulk-weeks lock.
+    let begun: String = watch
+        .query_one("SELECT kidjamo_bulk_week_begin('2030-01-07')", &[])
+        .expect("begin a week")
+        .get(0);
+    let mut loader = target.client();
+    loader
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&kidjamo::db::BULK_WEEKS_LOCK],
+        )
+        .expect("take the loaders' lock");
+    let out = ok(kidjamo(&target).args(["db", "partitions"]));
+    assert!(out.contains("a load or restore is running"), "{out}");
+    assert!(measurement_tables(&target).contains(&begun));
+    drop(loader);
+    let out = ok(kidjamo(&target).args(["db", "partitions"]));
+    assert!(out.contains(&format!("dropped  {begun} (0 rows")), "{out}");
+    assert!(!measurement_tables(&target).contains(&begun));
+
+    // And the killed restore, run again, brings the patient back whole.
+    ok(kidjamo(&target).args(["restore", "patient"]).arg(&archive));
+    assert_eq!(
+        rows(&target, "measurements", &patient),
+        rows(&source, "measurements", &patient)
+    );
+}
+
 #[test]
 fn an_encrypted_archive_restores_only_with_its_identity() {
     use age::secrecy::ExposeSecret;

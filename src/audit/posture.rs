@@ -65,6 +65,7 @@ pub fn run(client: &mut Client, s: &PostureSettings<'_>) -> Result<Vec<Check>, D
         partitions_not_granted(client, s.app_role)?,
         partitions_ahead(client, s.today)?,
         default_partitions_empty(client)?,
+        no_unfinished_loads(client)?,
         migrations_applied(client)?,
     ])
 }
@@ -302,6 +303,26 @@ fn default_partitions_empty(client: &mut Client) -> Result<Check, DbError> {
         "DEFAULT partitions are empty",
         problems,
         "kidjamo db partitions --behind <weeks> creates the missing partitions and moves the rows into them",
+    ))
+}
+
+fn no_unfinished_loads(client: &mut Client) -> Result<Check, DbError> {
+    // Only tables no running load or restore is using: those are left over, and read-only here.
+    let leftovers = crate::db::leftover_weeks::sweep(client, false)?.unwrap_or_default();
+    let problems = leftovers
+        .iter()
+        .map(|l| {
+            format!(
+                "{} holds {} row(s) outside measurements and its row-level security, left by a load or restore that was killed",
+                l.table, l.rows
+            )
+        })
+        .collect();
+    Ok(check(
+        "no_unfinished_loads",
+        "No tables left by a killed load or restore",
+        problems,
+        "kidjamo db partitions drops them (their rows never reached measurements); then rerun the load or restore",
     ))
 }
 

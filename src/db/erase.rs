@@ -3,9 +3,10 @@
 //! (it holds their personal data); what stays is one audit row that says what was erased and
 //! why, naming the patient only by the SHA-256 of their id (an auditor who holds the id can
 //! check it; nobody can read it back). Devices stay (a registry, not personal data); caregivers'
-//! and clinicians' own user rows stay (they are other people).
+//! and clinicians' own user rows stay (they are other people). Tables left by a killed load or
+//! restore (`super::leftover_weeks`) are dropped, the patient's rows in them counted.
 
-use super::{query_error, DbError};
+use super::{leftover_weeks, query_error, DbError};
 use postgres::Client;
 use uuid::Uuid;
 
@@ -34,6 +35,9 @@ const ERASED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The name under which rows found in tables left by a killed load are counted.
+pub const LEFTOVER_ROWS: &str = "unfinished_loads";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Erasure {
     pub patient_id: Uuid,
@@ -53,6 +57,9 @@ pub fn erase(
         .map_err(query_error("cannot start the erasure"))?;
     tx.batch_execute("SET LOCAL kidjamo.quiet_triggers = 'on'")
         .map_err(query_error("cannot prepare the erasure"))?;
+    // A running load or restore may be filling weeks with this patient's rows outside
+    // `measurements`: the erasure comes after it, and sees what it committed.
+    leftover_weeks::lock_for_transaction(&mut tx)?;
     tx.execute(
         "CREATE TEMP TABLE kidjamo_erased_user ON COMMIT DROP AS
          SELECT user_id FROM patients WHERE patient_id = $1",
@@ -63,9 +70,6 @@ pub fn erase(
         .query_one("SELECT count(*) FROM kidjamo_erased_user", &[])
         .map_err(query_error("cannot find the patient"))?
         .get(0);
-    if found == 0 {
-        return Ok(None);
-    }
     let mut rows = Vec::new();
     for (table, condition) in ERASED {
         let n = if dry_run {
@@ -88,6 +92,18 @@ pub fn erase(
             .map_err(query_error(format!("cannot erase from {table}")))?
         };
         rows.push((*table, n));
+    }
+    // Tables a killed load or restore left hold rows that never reached `measurements`: they
+    // go (all of them: nothing in them was ever committed), the patient's rows counted.
+    let leftovers = leftover_weeks::sweep_locked(&mut tx, Some(patient), !dry_run)?;
+    if !leftovers.is_empty() {
+        rows.push((LEFTOVER_ROWS, leftovers.iter().map(|l| l.rows as u64).sum()));
+    }
+    // No patient row and nothing left over of them: there is nothing to erase (or to audit).
+    if found == 0 && rows.iter().all(|(_, n)| *n == 0) {
+        tx.rollback()
+            .map_err(query_error("cannot end the erasure"))?;
+        return Ok(None);
     }
     if dry_run {
         tx.rollback()

@@ -3,6 +3,7 @@
 pub mod copy;
 pub mod copy_split;
 pub mod erase;
+pub mod leftover_weeks;
 pub mod load;
 pub mod maintenance;
 pub mod migrations;
@@ -42,7 +43,7 @@ pub fn connect(url: &str) -> Result<Client, DbError> {
 /// (`db load`, `restore patient`). `kidjamo_bulk_week_begin` starts a week over from any
 /// `_loading` table it finds (one left by a killed load), so two loaders of the same week must
 /// not overlap: the second waits until the first is done. ("kjbulkwk" in ASCII.)
-const BULK_WEEKS_LOCK: i64 = 0x6b6a_6275_6c6b_776b;
+pub const BULK_WEEKS_LOCK: i64 = 0x6b6a_6275_6c6b_776b;
 
 /// Takes the bulk-weeks lock on `client` for as long as the connection lives, waiting for the
 /// loader that holds it (logged, since the wait has no bound of its own).

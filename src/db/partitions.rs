@@ -1,6 +1,7 @@
 //! `kidjamo db partitions`: weekly measurement partitions ahead and behind, monthly audit
 //! partitions, the DEFAULT partitions emptied into real ones, and retention that detaches a
-//! week only once the lake holds a verified archive of it.
+//! week only once the lake holds a verified archive of it; tables left by a killed load or
+//! restore are dropped.
 //!
 //! The current date is an operator's input here (`today`), never read inside: tests and
 //! backfills can name any day.
@@ -46,6 +47,9 @@ pub struct PartitionReport {
     pub audit_default_before: i64,
     pub audit_default_after: i64,
     pub retention: Vec<RetentionAction>,
+    /// Tables a killed load or restore left, dropped; `None` when a load or restore was
+    /// running (its tables are in use, so none was looked at).
+    pub leftovers_dropped: Option<Vec<super::leftover_weeks::Leftover>>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +115,8 @@ pub fn maintain(
     plan: &PartitionPlan,
 ) -> Result<PartitionReport, PartitionError> {
     let mut report = PartitionReport {
+        // First, so that the weeks they were to replace get their empty partitions again below.
+        leftovers_dropped: super::leftover_weeks::sweep(client, true)?,
         measurements_default_before: count(client, "measurements_default")?,
         audit_default_before: count(client, "audit_log_default")?,
         ..PartitionReport::default()

@@ -674,6 +674,7 @@ fn prepare_measurements(
         super::copy_split::split_by_week(&prepared.data, time_field as usize).map_err(file_err)?;
     // Held until `helper` closes: no other loader may start these weeks over meanwhile.
     super::lock_bulk_weeks(helper)?;
+    super::leftover_weeks::sweep_locked(helper, None, true)?;
     // One commit for all weeks, not one (and its WAL flush) per week.
     let mut begin = helper
         .transaction()

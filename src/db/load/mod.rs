@@ -110,6 +110,7 @@ pub fn load_lake(
     let mut client = connect()?;
     // Held until this connection closes, after the last bulk week is attached.
     crate::db::lock_bulk_weeks(&mut client)?;
+    crate::db::leftover_weeks::sweep_locked(&mut client, None, true)?;
     let reference = lake.join(layout::REFERENCE_DIR);
     if reference.is_dir() {
         report.tables = load_reference(&mut client, &reference)?;
