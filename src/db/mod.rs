@@ -1,6 +1,7 @@
 //! PostgreSQL (SPEC §7): migrations, partitions, bulk load, dashboards and alert escalation.
 
 pub mod copy;
+pub mod copy_count;
 pub mod copy_split;
 pub mod erase;
 pub mod leftover_weeks;

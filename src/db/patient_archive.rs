@@ -259,6 +259,7 @@ pub fn backup(
         path: out.display().to_string(),
         reason,
     };
+    let started = std::time::Instant::now();
     let mut tx = client
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
@@ -307,23 +308,21 @@ pub fn backup(
     let mut members = Vec::new();
     for t in PATIENT_TABLES {
         let select = select_for(t, patient);
-        let rows: i64 = tx
-            .query_one(&format!("SELECT count(*) FROM ({select}) s"), &[])
-            .map_err(query_error(format!("cannot count {}", t.table)))?
-            .get(0);
-        // Spool the member to a temporary file: tar needs its size up front, memory must not.
-        let mut spool = tempfile::tempfile().map_err(|e| file_err(e.to_string()))?;
         let mut reader = tx
             .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
             .map_err(query_error(format!("cannot export {}", t.table)))?;
-        let sha256 = copy_hashed(&mut reader, &mut spool).map_err(|e| file_err(e.to_string()))?;
-        drop(reader);
-        let size = spool
-            .stream_position()
-            .map_err(|e| file_err(e.to_string()))?;
-        spool.rewind().map_err(|e| file_err(e.to_string()))?;
         let name = format!("{}.pgcopy", t.table);
-        append(&mut archive, &name, size, &mut spool).map_err(|e| file_err(e.to_string()))?;
+        let (sha256, rows) = append_streamed(&mut archive, &name, |out| {
+            // Rows are counted in the stream: a `count(*)` would scan the patient's rows twice.
+            let mut counted = super::copy_count::TupleCounter::new(out);
+            let sha256 = copy_hashed(&mut reader, &mut counted)?;
+            let (rows, _) = counted
+                .finish()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            Ok((sha256, rows as i64))
+        })
+        .map_err(|e| file_err(format!("{name}: {e}")))?;
+        drop(reader);
         members.push(Member {
             table: t.table.into(),
             file: name,
@@ -333,6 +332,11 @@ pub fn backup(
     }
     tx.commit()
         .map_err(query_error("cannot end the backup snapshot"))?;
+    tracing::info!(
+        "backup: {} tables exported at {:.2} s",
+        members.len(),
+        started.elapsed().as_secs_f64()
+    );
     let mut lake_members = Vec::new();
     if let Some((root, ids)) = lake {
         for path in patient_data::candidate_files(root)? {
@@ -380,8 +384,60 @@ pub fn backup(
         .map_err(|e| file_err(e.to_string()))?;
     file.sync_all().map_err(|e| file_err(e.to_string()))?;
     std::fs::rename(&tmp_path, out).map_err(|e| file_err(e.to_string()))?;
+    tracing::info!(
+        "backup: archive written and synced at {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     record(client, &manifest, "BACKUP", "backup")?;
     Ok(manifest)
+}
+
+/// Appends a member whose bytes `body` writes, its size unknown until it is done. A plain
+/// archive takes them in place: a header is reserved, then rewritten with the size. An
+/// encrypted one cannot seek back, so they go through a temporary file (memory must not hold
+/// them). Either way writes are buffered: a COPY hands over one row per read.
+fn append_streamed<T>(
+    archive: &mut tar::Builder<Sink>,
+    name: &str,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    const BLOCK: u64 = 512;
+    const BUFFER: usize = 1 << 20;
+    if let Sink::Plain(file) = archive.get_mut() {
+        let start = file.stream_position()?;
+        file.write_all(&[0; BLOCK as usize])?;
+        let mut buffered = std::io::BufWriter::with_capacity(BUFFER, &mut *file);
+        let out = body(&mut buffered)?;
+        buffered.flush()?;
+        drop(buffered);
+        let size = file.stream_position()? - start - BLOCK;
+        file.write_all(&vec![0; ((BLOCK - size % BLOCK) % BLOCK) as usize])?;
+        // Table members only: their names are short enough for the header itself.
+        let mut header = member_header(size);
+        header.set_path(name)?;
+        header.set_cksum();
+        file.seek(std::io::SeekFrom::Start(start))?;
+        file.write_all(header.as_bytes())?;
+        file.seek(std::io::SeekFrom::End(0))?;
+        return Ok(out);
+    }
+    let mut spool = std::io::BufWriter::with_capacity(BUFFER, tempfile::tempfile()?);
+    let out = body(&mut spool)?;
+    let mut spool = spool.into_inner().map_err(|e| e.into_error())?;
+    let size = spool.stream_position()?;
+    spool.rewind()?;
+    append(archive, name, size, &mut spool)?;
+    Ok(out)
+}
+
+/// A member's header but its path: fixed mode and time, so that members stay byte-stable (the
+/// manifest carries the time).
+fn member_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o600);
+    header.set_mtime(0);
+    header
 }
 
 fn append(
@@ -390,12 +446,7 @@ fn append(
     size: u64,
     data: &mut dyn Read,
 ) -> std::io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(size);
-    header.set_mode(0o600);
-    header.set_mtime(0); // the manifest carries the time; members stay byte-stable
-    header.set_cksum();
-    archive.append_data(&mut header, name, data)
+    archive.append_data(&mut member_header(size), name, data)
 }
 
 /// A lake part as archive bytes (Parquet, lines or JSON) in a temporary file, with its rows.
