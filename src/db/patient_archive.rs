@@ -406,10 +406,14 @@ fn append_streamed<T>(
     if let Sink::Plain(file) = archive.get_mut() {
         let start = file.stream_position()?;
         file.write_all(&[0; BLOCK as usize])?;
-        let mut buffered = std::io::BufWriter::with_capacity(BUFFER, &mut *file);
+        let second_handle = file.try_clone()?;
+        let synced = crate::output::early_sync::EarlySync::new(&mut *file, second_handle)?;
+        let mut buffered = std::io::BufWriter::with_capacity(BUFFER, synced);
         let out = body(&mut buffered)?;
-        buffered.flush()?;
-        drop(buffered);
+        buffered
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .finish()?;
         let size = file.stream_position()? - start - BLOCK;
         file.write_all(&vec![0; ((BLOCK - size % BLOCK) % BLOCK) as usize])?;
         // Table members only: their names are short enough for the header itself.

@@ -1,8 +1,9 @@
-//! Writers of simulated data to local files: measurements as JSONL or CSV, reference and
-//! ground-truth tables as CSV and Parquet. Every file is hashed while it is written, for the
-//! run manifest.
+//! Writers of local files: simulated measurements as JSONL or CSV, reference and ground-truth
+//! tables as CSV and Parquet, each hashed while it is written, for the run manifest; and
+//! syncing a file while it is written (`early_sync`).
 
 pub mod csv;
+pub mod early_sync;
 pub mod lines;
 pub mod sink;
 pub mod tables;
