@@ -38,6 +38,11 @@ fn back_up(db: &TestDb, patient: &str, archive: &Path) {
         .arg(archive));
 }
 
+/// What `erase patient --dry-run` prints for `patient` of `db`.
+fn erase_dry_run(db: &TestDb, patient: &str) -> String {
+    ok(kidjamo(db).args(["erase", "patient", patient, "--reason", "test", "--dry-run"]))
+}
+
 /// A database holding a small simulated cohort, one of whose patients has an acknowledged alert.
 fn loaded() -> (TestDb, String) {
     let db = TestDb::migrated("backup");
@@ -372,14 +377,7 @@ fn erase_leaves_no_trace_but_its_audit_row_and_backup_erase_restore_gives_the_ro
         .args(["backup", "patient", &patient, "--out"])
         .arg(&archive));
 
-    let dry = ok(kidjamo(&db).args([
-        "erase",
-        "patient",
-        &patient,
-        "--reason",
-        "test",
-        "--dry-run",
-    ]));
+    let dry = erase_dry_run(&db, &patient);
     assert!(dry.contains("would remove"), "{dry}");
     assert_eq!(rows(&db, "patients", &patient).len(), 1, "a dry run erased");
 
@@ -615,14 +613,7 @@ fn a_killed_restore_leaves_tables_that_audit_names_and_erase_and_db_partitions_c
     );
 
     // The patient is nowhere but in those tables: erasure still finds and removes them.
-    let dry = ok(kidjamo(&target).args([
-        "erase",
-        "patient",
-        &patient,
-        "--reason",
-        "test",
-        "--dry-run",
-    ]));
+    let dry = erase_dry_run(&target, &patient);
     assert!(
         dry.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
             == ["unfinished_loads", &measured.to_string()]),

@@ -101,17 +101,7 @@ pub fn sweep(
 }
 
 /// Takes the bulk-weeks lock until the end of the caller's transaction, waiting for a running
-/// load or restore (logged, since the wait has no bound of its own).
+/// load or restore.
 pub fn lock_for_transaction(client: &mut impl GenericClient) -> Result<(), DbError> {
-    let got: bool = client
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&BULK_WEEKS_LOCK])
-        .map_err(query_error("cannot take the bulk-load lock"))?
-        .get(0);
-    if !got {
-        tracing::info!("a load or restore is filling new weeks; waiting for it to finish");
-        client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&BULK_WEEKS_LOCK])
-            .map_err(query_error("cannot take the bulk-load lock"))?;
-    }
-    Ok(())
+    super::take_bulk_weeks_lock(client, super::LockScope::Transaction)
 }

@@ -49,14 +49,38 @@ pub const BULK_WEEKS_LOCK: i64 = 0x6b6a_6275_6c6b_776b;
 /// Takes the bulk-weeks lock on `client` for as long as the connection lives, waiting for the
 /// loader that holds it (logged, since the wait has no bound of its own).
 pub fn lock_bulk_weeks(client: &mut Client) -> Result<(), DbError> {
+    take_bulk_weeks_lock(client, LockScope::Session)
+}
+
+pub(crate) enum LockScope {
+    /// Held until the connection closes.
+    Session,
+    /// Held until the transaction ends.
+    Transaction,
+}
+
+pub(crate) fn take_bulk_weeks_lock(
+    client: &mut impl postgres::GenericClient,
+    scope: LockScope,
+) -> Result<(), DbError> {
+    let infix = match scope {
+        LockScope::Session => "",
+        LockScope::Transaction => "_xact",
+    };
     let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&BULK_WEEKS_LOCK])
+        .query_one(
+            &format!("SELECT pg_try_advisory{infix}_lock($1)"),
+            &[&BULK_WEEKS_LOCK],
+        )
         .map_err(query_error("cannot take the bulk-load lock"))?
         .get(0);
     if !got {
         tracing::info!("another load or restore is filling new weeks; waiting for it to finish");
         client
-            .execute("SELECT pg_advisory_lock($1)", &[&BULK_WEEKS_LOCK])
+            .execute(
+                &format!("SELECT pg_advisory{infix}_lock($1)"),
+                &[&BULK_WEEKS_LOCK],
+            )
             .map_err(query_error("cannot take the bulk-load lock"))?;
     }
     Ok(())
