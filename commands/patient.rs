@@ -223,17 +223,13 @@ pub fn backup(cmd: BackupCommand, ctx: &Context) -> Result<ExitCode> {
         None => None,
     };
     let mut client = connect(&args.connection, ctx)?;
-    let mut helper = connect(&args.connection, ctx)?;
     let manifest = patient_archive::backup(
         &mut client,
-        &mut helper,
-        &patient_archive::BackupRequest {
-            patient: args.patient_id,
-            out: &args.out,
-            reason: args.reason.as_str(),
-            encrypt_to: args.encrypt_to.as_deref(),
-            lake: args.with_lake.as_deref().zip(ids.as_ref()),
-        },
+        args.patient_id,
+        &args.out,
+        args.reason.as_str(),
+        args.encrypt_to.as_deref(),
+        args.with_lake.as_deref().zip(ids.as_ref()),
     )?;
     let rows: i64 = manifest.members.iter().map(|m| m.rows).sum();
     println!(

@@ -238,33 +238,15 @@ pub fn schema_version(client: &mut Client) -> Result<i32, DbError> {
         .get(0))
 }
 
-/// What `backup` is asked to write.
-pub struct BackupRequest<'a> {
-    pub patient: Uuid,
-    pub out: &'a Path,
-    /// `backup`, `gdpr_access` or `transfer`.
-    pub reason: &'a str,
-    /// An age recipient to encrypt the archive to.
-    pub encrypt_to: Option<&'a str>,
-    /// The lake and the patient's ids in it, for `--with-lake`.
-    pub lake: Option<(&'a Path, &'a PatientIds)>,
-}
-
-/// Writes the archive of the patient to `out` and records the export; returns the manifest.
-/// `helper` is a second connection to the same database: it exports half of the measurements
-/// in the same snapshot, so that two backends produce rows at once.
+/// Writes the archive of `patient` to `out` and records the export; returns the manifest.
 pub fn backup(
     client: &mut Client,
-    helper: &mut Client,
-    request: &BackupRequest<'_>,
+    patient: Uuid,
+    out: &Path,
+    reason: &str,
+    encrypt_to: Option<&str>,
+    lake: Option<(&Path, &PatientIds)>,
 ) -> Result<Manifest, ArchiveError> {
-    let BackupRequest {
-        patient,
-        out,
-        reason,
-        encrypt_to,
-        lake,
-    } = *request;
     // Checked before any work: a typo in the recipient must not cost a snapshot.
     let recipient = match encrypt_to {
         Some(r) => Some(
@@ -284,19 +266,6 @@ pub fn backup(
         .read_only(true)
         .start()
         .map_err(query_error("cannot start the backup snapshot"))?;
-    let snapshot: String = tx
-        .query_one("SELECT pg_export_snapshot()", &[])
-        .map_err(query_error("cannot share the backup snapshot"))?
-        .get(0);
-    let mut helper_tx = helper
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(query_error("cannot start the backup snapshot"))?;
-    helper_tx
-        .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
-        .map_err(query_error("cannot share the backup snapshot"))?;
     let exists: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM patients WHERE patient_id = $1)",
@@ -339,20 +308,21 @@ pub fn backup(
     let mut members = Vec::new();
     for t in PATIENT_TABLES {
         let select = select_for(t, patient);
+        let mut reader = tx
+            .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
+            .map_err(query_error(format!("cannot export {}", t.table)))?;
         let name = format!("{}.pgcopy", t.table);
-        let (sha256, rows) = if t.table == "measurements" {
-            export_in_halves(&mut tx, &mut helper_tx, &select, patient, &mut archive, out)?
-        } else {
-            let mut reader = tx
-                .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
-                .map_err(query_error(format!("cannot export {}", t.table)))?;
-            append_streamed(&mut archive, &name, |out| {
-                let mut member = MemberWriter::new(out);
-                std::io::copy(&mut reader, &mut member)?;
-                member.finish()
-            })
-            .map_err(|e| file_err(format!("{name}: {e}")))?
-        };
+        let (sha256, rows) = append_streamed(&mut archive, &name, |out| {
+            // Rows are counted in the stream: a `count(*)` would scan the patient's rows twice.
+            let mut counted = super::copy_count::TupleCounter::new(out);
+            let sha256 = copy_hashed(&mut reader, &mut counted)?;
+            let (rows, _) = counted
+                .finish()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            Ok((sha256, rows as i64))
+        })
+        .map_err(|e| file_err(format!("{name}: {e}")))?;
+        drop(reader);
         members.push(Member {
             table: t.table.into(),
             file: name,
@@ -360,9 +330,6 @@ pub fn backup(
             sha256,
         });
     }
-    helper_tx
-        .commit()
-        .map_err(query_error("cannot end the backup snapshot"))?;
     tx.commit()
         .map_err(query_error("cannot end the backup snapshot"))?;
     tracing::info!(
@@ -423,141 +390,6 @@ pub fn backup(
     );
     record(client, &manifest, "BACKUP", "backup")?;
     Ok(manifest)
-}
-
-/// Writes a member's bytes, hashing them and counting their tuples (a `count(*)` would scan
-/// the patient's rows a second time).
-struct MemberWriter<'a> {
-    inner: super::copy_count::TupleCounter<&'a mut dyn Write>,
-    hasher: Sha256,
-}
-
-impl<'a> MemberWriter<'a> {
-    fn new(out: &'a mut dyn Write) -> Self {
-        MemberWriter {
-            inner: super::copy_count::TupleCounter::new(out),
-            hasher: Sha256::new(),
-        }
-    }
-
-    /// The member's SHA-256 and rows; an error when the bytes are not a whole COPY stream.
-    fn finish(self) -> std::io::Result<(String, i64)> {
-        let (rows, _) = self
-            .inner
-            .finish()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        Ok((hex(&self.hasher.finalize()), rows as i64))
-    }
-}
-
-impl Write for MemberWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// The measurements member, exported by two backends at once: rows before the middle of the
-/// patient's time span on `tx`, streamed into the archive; rows from it on `helper` (same
-/// snapshot), spooled to a temporary file meanwhile and appended after them. The member is
-/// one COPY stream: the first half's trailer and the second half's header are left out.
-fn export_in_halves(
-    tx: &mut postgres::Transaction<'_>,
-    helper: &mut postgres::Transaction<'_>,
-    select: &str,
-    patient: Uuid,
-    archive: &mut tar::Builder<Sink>,
-    out: &Path,
-) -> Result<(String, i64), ArchiveError> {
-    let name = "measurements.pgcopy";
-    let middle: Option<String> = tx
-        .query_one(
-            "SELECT to_char((min(recorded_at) + (max(recorded_at) - min(recorded_at)) / 2)
-                            AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
-               FROM measurements WHERE patient_id = $1",
-            &[&patient],
-        )
-        .map_err(query_error("cannot split the measurements' export"))?
-        .get(0);
-    let middle = middle.unwrap_or_else(|| "infinity".into());
-    let half = |op: &str| {
-        format!("COPY ({select} AND recorded_at {op} '{middle}'::timestamptz) TO STDOUT (FORMAT binary)")
-    };
-    let io_err = |e: std::io::Error| file_error(out, &format!("{name}: {e}"));
-    std::thread::scope(|scope| {
-        let second = scope.spawn(|| -> Result<std::fs::File, ArchiveError> {
-            let mut reader = helper
-                .copy_out(&half(">="))
-                .map_err(query_error("cannot export measurements"))?;
-            let mut spool =
-                std::io::BufWriter::with_capacity(1 << 20, tempfile::tempfile().map_err(io_err)?);
-            std::io::copy(&mut reader, &mut spool).map_err(io_err)?;
-            let mut spool = spool.into_inner().map_err(|e| io_err(e.into_error()))?;
-            spool.rewind().map_err(io_err)?;
-            Ok(spool)
-        });
-        let first = tx
-            .copy_out(&half("<"))
-            .map_err(|e| ArchiveError::from(query_error("cannot export measurements")(e)));
-        first.and_then(|mut reader| {
-            append_streamed(archive, name, |out| {
-                let mut member = MemberWriter::new(out);
-                copy_without_trailer(&mut reader, &mut member)?;
-                let spool = second
-                    .join()
-                    .map_err(|_| std::io::Error::other("the second export failed"))?
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                let mut spool = std::io::BufReader::with_capacity(1 << 20, spool);
-                skip_header(&mut spool)?;
-                std::io::copy(&mut spool, &mut member)?;
-                member.finish()
-            })
-            .map_err(io_err)
-        })
-    })
-}
-
-/// Copies a binary COPY stream but its two-byte trailer, which must be there.
-fn copy_without_trailer(from: &mut dyn Read, to: &mut dyn Write) -> std::io::Result<()> {
-    let mut buffer = vec![0u8; 1 << 16];
-    let mut held = 0; // bytes at the front of `buffer` kept back from the last read
-    loop {
-        let n = from.read(&mut buffer[held..])?;
-        if n == 0 {
-            break;
-        }
-        let filled = held + n;
-        let keep = filled.min(2);
-        to.write_all(&buffer[..filled - keep])?;
-        buffer.copy_within(filled - keep..filled, 0);
-        held = keep;
-    }
-    if held != 2 || buffer[..2] != super::copy_split::TRAILER {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "binary COPY data ended without its trailer",
-        ));
-    }
-    Ok(())
-}
-
-/// Reads past a binary COPY stream's header (signature, flags, extension).
-fn skip_header(from: &mut dyn Read) -> std::io::Result<()> {
-    let mut header = [0u8; 19];
-    from.read_exact(&mut header)?;
-    if header[..11] != super::copy_split::header()[..11] {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a binary COPY stream",
-        ));
-    }
-    let extension = u32::from_be_bytes([header[15], header[16], header[17], header[18]]);
-    std::io::copy(&mut from.take(u64::from(extension)), &mut std::io::sink())?;
-    Ok(())
 }
 
 /// Appends a member whose bytes `body` writes, its size unknown until it is done. A plain
@@ -1246,88 +1078,4 @@ pub fn restore(
         started.elapsed().as_secs_f64()
     );
     Ok((manifest, counts))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stream(tuples: &[&[u8]]) -> Vec<u8> {
-        let mut s = crate::db::copy_split::header();
-        for t in tuples {
-            s.extend_from_slice(&1i16.to_be_bytes());
-            s.extend_from_slice(&(t.len() as i32).to_be_bytes());
-            s.extend_from_slice(t);
-        }
-        s.extend_from_slice(&crate::db::copy_split::TRAILER);
-        s
-    }
-
-    /// Hands out at most `chunk` bytes per read, as a COPY hands out a row at a time.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        chunk: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.chunk.min(buf.len()).min(self.data.len());
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn two_halves_join_into_one_stream_that_counts_every_tuple() {
-        let first = stream(&[b"a", b"bb"]);
-        let second = stream(&[b"ccc"]);
-        for chunk in [1, 2, 3, 1000] {
-            let mut joined = Vec::new();
-            let mut member = MemberWriter::new(&mut joined);
-            copy_without_trailer(
-                &mut Trickle {
-                    data: &first,
-                    chunk,
-                },
-                &mut member,
-            )
-            .expect("first half");
-            let mut rest = Trickle {
-                data: &second,
-                chunk,
-            };
-            skip_header(&mut rest).expect("header");
-            std::io::copy(&mut rest, &mut member).expect("second half");
-            let (sha, rows) = member.finish().expect("a whole stream");
-            assert_eq!(rows, 3, "chunks of {chunk}");
-            assert_eq!(joined, stream(&[b"a", b"bb", b"ccc"]));
-            assert_eq!(sha, hex(&Sha256::digest(&joined)));
-        }
-    }
-
-    #[test]
-    fn a_half_without_its_trailer_or_header_is_an_error() {
-        let first = stream(&[b"a"]);
-        let cut = &first[..first.len() - 1];
-        let mut out = Vec::new();
-        assert!(copy_without_trailer(
-            &mut Trickle {
-                data: cut,
-                chunk: 4
-            },
-            &mut out
-        )
-        .is_err());
-        assert!(skip_header(&mut Trickle {
-            data: b"PGCOPY",
-            chunk: 4
-        })
-        .is_err());
-        assert!(skip_header(&mut Trickle {
-            data: &[0u8; 19],
-            chunk: 19
-        })
-        .is_err());
-    }
 }
