@@ -646,7 +646,13 @@ fn a_killed_restore_leaves_tables_that_audit_names_and_erase_and_db_partitions_c
     let out = ok(kidjamo(&target).args(["db", "partitions"]));
     assert!(out.contains("a load or restore is running"), "{out}");
     assert!(measurement_tables(&target).contains(&begun));
-    drop(loader);
+    // Released on the spot: a closed connection's lock goes only once its backend has exited.
+    loader
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&kidjamo::db::BULK_WEEKS_LOCK],
+        )
+        .expect("release the loaders' lock");
     let out = ok(kidjamo(&target).args(["db", "partitions"]));
     assert!(out.contains(&format!("dropped  {begun} (0 rows")), "{out}");
     assert!(!measurement_tables(&target).contains(&begun));
