@@ -147,7 +147,7 @@ fn a_healthy_database_passes_and_the_report_shows_the_period() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["report_version"], 1);
-    assert_eq!(json["security_checks"].as_array().expect("checks").len(), 8);
+    assert_eq!(json["security_checks"].as_array().expect("checks").len(), 9);
     assert!(failed(&json).is_empty());
     assert_eq!(json["failed_checks"], 0);
     let ops: Vec<&str> = json["data_rights"]
