@@ -3,7 +3,7 @@
 //! Format: <https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4>.
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01 UTC).
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
+pub const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
 
@@ -125,7 +125,13 @@ fn text_array(items: &[String]) -> Vec<u8> {
     a
 }
 
+/// What every binary COPY stream starts with.
+pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+/// The signature, the flags field and the header extension's length: a header without
+/// extension, as this module writes it.
 pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Signature, flags and extension length: the part of a header that is always there.
+pub const HEADER_LEN: usize = 19;
 pub const TRAILER: &[u8] = &(-1i16).to_be_bytes();
 
 /// Encodes the given rows of `fields` (all the same length) into `out`, without header or

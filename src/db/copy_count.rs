@@ -4,9 +4,7 @@
 
 use std::io::Write;
 
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
-/// Signature, flags and the header extension's length.
-const HEADER_LEN: usize = 19;
+use super::copy::{HEADER_LEN, SIGNATURE};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {

@@ -2,22 +2,9 @@
 //! can COPY each week straight into its own loading table (no staging table, no index, no
 //! INSERT … SELECT per week). Only the framing is read: tuples are passed on byte for byte.
 
+use super::copy::{PG_EPOCH_US, SIGNATURE};
 use chrono::{Datelike, NaiveDate};
 use std::collections::BTreeMap;
-
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
-/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's timestamp epoch.
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-/// The header every binary COPY stream starts with (no extension).
-pub fn header() -> Vec<u8> {
-    let mut h = SIGNATURE.to_vec();
-    h.extend_from_slice(&0i32.to_be_bytes());
-    h.extend_from_slice(&0i32.to_be_bytes());
-    h
-}
-
-pub const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
 
 fn read<const N: usize>(data: &[u8], at: &mut usize) -> Result<[u8; N], String> {
     let end = *at + N;
@@ -122,6 +109,11 @@ fn for_each_tuple(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::copy::{HEADER, TRAILER};
+
+    fn header() -> Vec<u8> {
+        HEADER.to_vec()
+    }
 
     fn tuple(us: i64, extra: &[u8]) -> Vec<u8> {
         let mut t = 2i16.to_be_bytes().to_vec();
@@ -153,7 +145,7 @@ mod tests {
         for t in [&a, &b, &c, &d, &e] {
             data.extend_from_slice(t);
         }
-        data.extend_from_slice(&TRAILER);
+        data.extend_from_slice(TRAILER);
         let weeks = split_by_week(&data, 1).expect("split");
         let day = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
         assert_eq!(weeks.len(), 3);

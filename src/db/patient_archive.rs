@@ -772,11 +772,11 @@ fn copy_week(
         .copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
         .map_err(query_error(format!("cannot restore into {table}")))?;
     let io = |e: std::io::Error| file_error(archive, &e.to_string());
-    writer.write_all(&super::copy_split::header()).map_err(io)?;
+    writer.write_all(super::copy::HEADER).map_err(io)?;
     for slice in tuples.slices(data) {
         writer.write_all(slice).map_err(io)?;
     }
-    writer.write_all(&super::copy_split::TRAILER).map_err(io)?;
+    writer.write_all(super::copy::TRAILER).map_err(io)?;
     Ok(writer.finish().map_err(query_error(format!(
         "{}: measurements do not load",
         archive.display()
