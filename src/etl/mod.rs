@@ -20,6 +20,7 @@ pub mod periodic;
 pub mod research;
 pub mod rows;
 pub mod silver;
+pub mod silver_plan;
 pub mod window;
 
 use std::path::{Path, PathBuf};

@@ -15,16 +15,16 @@
 //! Bronze rows in = Silver rows + duplicates + quarantined, always (checked by the caller).
 
 use super::frame::{date_column, Columns};
+use super::silver_plan::{self, BronzeKeys, RowPlan};
 use super::EtlError;
 use crate::domain::heat_index::heat_index_c;
 use crate::domain::thresholds::{Thresholds, Tier, Vital};
-use crate::domain::time::{UtcMillis, MS_PER_DAY};
+use crate::domain::time::UtcMillis;
 use crate::domain::QualityFlag;
 use chrono::NaiveDate;
 use polars::prelude::*;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use uuid::Uuid;
 
@@ -103,32 +103,6 @@ pub fn read_reference(root: &Path) -> Result<Reference, EtlError> {
     Ok(out)
 }
 
-/// UUIDs are random: their low 64 bits are already a good hash.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(b))
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (self.0 ^ v as u64 ^ (v >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn write_i64(&mut self, v: i64) {
-        self.0 = (self.0 ^ v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type FastSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SilverCounts {
     pub bronze_rows: u64,
@@ -164,22 +138,6 @@ pub struct SilverDay {
     pub counts: SilverCounts,
 }
 
-/// Each row's string as its rank among the column's distinct values (nulls first).
-fn rank_strings(ca: &StringChunked) -> Vec<u32> {
-    let mut distinct: Vec<Option<&str>> = ca.iter().collect::<HashSet<_>>().into_iter().collect();
-    distinct.sort_unstable();
-    let rank: HashMap<Option<&str>, u32> = distinct
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (v, i as u32))
-        .collect();
-    ca.iter().map(|v| rank[&v]).collect()
-}
-
-fn parse_id(s: Option<&str>) -> Option<u128> {
-    s.and_then(|s| Uuid::try_parse(s).ok()).map(|u| u.as_u128())
-}
-
 /// Builds Silver for `date` from that day's Bronze rows.
 pub fn build(
     mut bronze: DataFrame,
@@ -188,7 +146,6 @@ pub fn build(
     thresholds: &Thresholds,
     erased: &BTreeSet<String>,
 ) -> Result<SilverDay, EtlError> {
-    let n = bronze.height();
     let started = std::time::Instant::now();
     let step = |name: &str| {
         tracing::debug!(
@@ -197,231 +154,81 @@ pub fn build(
             "silver"
         )
     };
-    let c = Columns::new(&bronze, format!("Bronze for {date}"));
-    let message = c.str("message_id")?;
-    let patient = c.str("patient_id")?;
-    let device = c.str("device_id")?;
-    let recorded_at = c.millis("recorded_at")?;
-    let received = c.millis("received_at")?;
-    let run = c.str("ingest_run_id")?;
-    let source = c.str("source")?;
-    let offset = c.i64("source_offset")?;
-
-    let day_start = UtcMillis::from_date(date).0;
-    let day_end = day_start + MS_PER_DAY;
-    let ids: Vec<(Option<u128>, Option<u128>, Option<u128>)> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            (
-                parse_id(message.get(i)),
-                parse_id(patient.get(i)),
-                parse_id(device.get(i)),
-            )
-        })
-        .collect();
-
-    step("ids parsed");
-    // Erased patients' rows go nowhere (a late record must not bring them back).
-    let mut gone = vec![false; n];
-    let mut erased_rows = 0u64;
-    if !erased.is_empty() {
-        let mut verdict: HashMap<u128, bool> = HashMap::new();
-        for (i, (_, p, _)) in ids.iter().enumerate() {
-            if let Some(p) = p {
-                let is_erased = *verdict.entry(*p).or_insert_with(|| {
-                    erased.contains(&crate::lake::patient_data::digest(&Uuid::from_u128(*p)))
-                });
-                if is_erased {
-                    gone[i] = true;
-                    erased_rows += 1;
-                }
-            }
-        }
-    }
-    // Rows that cannot even be deduplicated go straight to quarantine.
-    let mut reasons: Vec<Vec<&'static str>> = vec![Vec::new(); n];
-    for i in 0..n {
-        if gone[i] {
-            continue;
-        }
-        let (m, p, d) = ids[i];
-        if m.is_none() {
-            reasons[i].push("bad_message_id");
-        }
-        if p.is_none() {
-            reasons[i].push("bad_patient_id");
-        }
-        if d.is_none() {
-            reasons[i].push("bad_device_id");
-        }
-        if !(day_start..day_end).contains(&recorded_at.get(i).unwrap_or(i64::MIN)) {
-            reasons[i].push("wrong_partition");
-        }
-    }
-
-    // First received copy wins; the order is total, so the choice is stable. The sort keys
-    // are plain integers (strings ranked once), so 10 million rows sort in about a second.
-    let received: Vec<i64> = received.iter().map(|v| v.unwrap_or(i64::MAX)).collect();
-    let recorded: Vec<i64> = recorded_at.iter().map(|v| v.unwrap_or(i64::MIN)).collect();
-    let run_rank = rank_strings(run);
-    let source_rank = rank_strings(source);
-    let offsets: Vec<i64> = offset.iter().map(|v| v.unwrap_or(i64::MAX)).collect();
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.par_sort_unstable_by_key(|&row| {
-        let i = row as usize;
-        (received[i], run_rank[i], source_rank[i], offsets[i], row)
-    });
-    let mut counts = SilverCounts {
-        bronze_rows: n as u64,
-        erased: erased_rows,
-        ..SilverCounts::default()
-    };
-    let mut seen_messages: FastSet<u128> = FastSet::default();
-    seen_messages.reserve(n);
-    let mut seen_samples: FastSet<(u128, i64)> = FastSet::default();
-    seen_samples.reserve(n);
-    let mut kept: Vec<u32> = Vec::with_capacity(n);
-    for &row in &order {
-        let i = row as usize;
-        if gone[i] || !reasons[i].is_empty() {
-            continue;
-        }
-        let (Some(m), Some(_), Some(d)) = ids[i] else {
-            continue;
+    let what = format!("Bronze for {date}");
+    let plan = {
+        let c = Columns::new(&bronze, what.clone());
+        let keys = BronzeKeys {
+            message_id: c.str("message_id")?,
+            patient_id: c.str("patient_id")?,
+            device_id: c.str("device_id")?,
+            recorded_at: c.millis("recorded_at")?,
+            received_at: c.millis("received_at")?,
+            ingest_run_id: c.str("ingest_run_id")?,
+            source: c.str("source")?,
+            source_offset: c.i64("source_offset")?,
         };
-        if !seen_messages.insert(m) {
-            counts.duplicate_message_id += 1;
-            continue;
-        }
-        if !seen_samples.insert((d, recorded[i])) {
-            counts.duplicate_device_time += 1;
-            continue;
-        }
-        kept.push(row);
-    }
-    drop(seen_messages);
-    drop(seen_samples);
-    step("deduplicated");
-
-    // Silver order: patient, event time, device — sorted on keys laid out side by side, so
-    // the sort reads memory in order instead of jumping between arrays.
-    let mut keyed: Vec<(u128, i64, u128, u32)> = kept
-        .par_iter()
-        .map(|&row| {
-            let i = row as usize;
-            (
-                ids[i].1.unwrap_or_default(),
-                recorded[i],
-                ids[i].2.unwrap_or_default(),
-                row,
-            )
-        })
-        .collect();
-    drop(kept);
-    keyed.par_sort_unstable();
-    let patients: Vec<u128> = keyed.iter().map(|k| k.0).collect();
-    let order: Vec<IdxSize> = keyed.iter().map(|k| k.3 as IdxSize).collect();
-    drop(keyed);
-    drop(ids);
-    step("sorted");
-
-    // Rows set aside before deduplication.
-    let mut quarantine_rows: Vec<IdxSize> = Vec::new();
-    let mut quarantine_reasons: Vec<String> = Vec::new();
-    for (i, r) in reasons.iter().enumerate() {
-        if !r.is_empty() {
-            quarantine_rows.push(i as IdxSize);
-            quarantine_reasons.push(r.join(";"));
-            // Counted once per record, under its first reason, so the totals reconcile.
-            *counts.quarantined.entry(r[0].to_string()).or_insert(0) += 1;
-        }
-    }
-    drop(reasons);
-    // The rows in Silver order first: enrichment then reads every column front to back. Column
-    // by column, each Bronze column freed once taken: the day is never held twice.
-    let (order, early) = (
-        IdxCa::from_vec("".into(), order),
-        IdxCa::from_vec("".into(), quarantine_rows),
-    );
-    let names: Vec<PlSmallStr> = bronze.get_column_names_owned();
-    let mut ordered_columns = Vec::with_capacity(names.len());
-    let mut early_columns = Vec::with_capacity(names.len());
-    for name in &names {
-        let column = bronze
-            .drop_in_place(name)
-            .map_err(|e| EtlError::polars("Silver", e))?;
-        ordered_columns.push(
-            column
-                .take(&order)
-                .map_err(|e| EtlError::polars("Silver", e))?,
-        );
-        early_columns.push(
-            column
-                .take(&early)
-                .map_err(|e| EtlError::polars("quarantine", e))?,
-        );
-    }
+        silver_plan::plan(&keys, UtcMillis::from_date(date).0, erased)
+    };
+    step("planned");
+    let RowPlan {
+        silver_rows,
+        silver_patient,
+        patients,
+        early_rows,
+        early_reasons: mut quarantine_reasons,
+        mut counts,
+    } = plan;
+    let (ordered, mut quarantine) = take_rows(&mut bronze, silver_rows, early_rows)?;
     drop(bronze);
-    let ordered =
-        DataFrame::new(order.len(), ordered_columns).map_err(|e| EtlError::polars("Silver", e))?;
-    let mut quarantine = DataFrame::new(early.len(), early_columns)
-        .map_err(|e| EtlError::polars("quarantine", e))?;
     step("rows taken");
-    let oc = Columns::new(&ordered, format!("Bronze for {date}"));
-    let cols = VitalColumns::new(&oc)?;
-    let (o_recorded, o_quality) = (oc.millis("recorded_at")?, oc.str("quality_flag")?);
-    let enriched: Vec<Enriched> = (0..ordered.height())
-        .into_par_iter()
-        .with_min_len(8192)
-        .map(|j| {
-            let patient = Uuid::from_u128(patients[j]);
-            enrich(
-                &cols,
-                j,
-                reference.get(&patient),
-                o_recorded.get(j).unwrap_or_default(),
-                o_quality.get(j).and_then(|q| q.parse().ok()),
-                thresholds,
-            )
-        })
-        .collect();
+
+    let enriched: Vec<Enriched> = {
+        let by_patient: Vec<Option<&ReferencePatient>> =
+            patients.iter().map(|p| reference.get(p)).collect();
+        let oc = Columns::new(&ordered, what.clone());
+        let cols = VitalColumns::new(&oc)?;
+        let (recorded, quality) = (oc.millis("recorded_at")?, oc.str("quality_flag")?);
+        (0..ordered.height())
+            .into_par_iter()
+            .with_min_len(8192)
+            .map(|j| {
+                enrich(
+                    &cols,
+                    j,
+                    by_patient[silver_patient[j] as usize],
+                    recorded.get(j).unwrap_or_default(),
+                    quality.get(j).and_then(|q| q.parse().ok()),
+                    thresholds,
+                )
+            })
+            .collect()
+    };
+    drop(silver_patient);
     step("enriched");
 
     // Then the rows enrichment could not use.
-    let usable: BooleanChunked = enriched
-        .iter()
-        .map(|e| Some(e.reasons.is_empty()))
-        .collect();
-    for e in enriched.iter().filter(|e| !e.reasons.is_empty()) {
-        quarantine_reasons.push(e.reasons.join(";"));
-        *counts
-            .quarantined
-            .entry(e.reasons[0].to_string())
-            .or_insert(0) += 1;
+    for e in enriched.iter().filter(|e| e.reasons != 0) {
+        let named = e.reason_names();
+        *counts.quarantined.entry(named[0].to_string()).or_insert(0) += 1;
+        quarantine_reasons.push(named.join(";"));
     }
-    let silver_enriched: Vec<&Enriched> =
-        enriched.iter().filter(|e| e.reasons.is_empty()).collect();
-    let derived = derived_columns(&silver_enriched, thresholds);
-    let all_usable = usable.all();
-    let mut silver = if all_usable {
-        ordered.clone()
-    } else {
+    let derived = derived_columns(&enriched, thresholds);
+    let mut silver = if enriched.iter().all(|e| e.reasons == 0) {
         ordered
-            .filter(&usable)
-            .map_err(|e| EtlError::polars("Silver", e))?
+    } else {
+        let usable: BooleanChunked =
+            BooleanChunked::from_iter_values("".into(), enriched.iter().map(|e| e.reasons == 0));
+        let (silver, unusable) = split_rows(ordered, &usable)?;
+        quarantine
+            .vstack_mut_owned(unusable)
+            .map_err(|e| EtlError::polars("quarantine", e))?;
+        silver
     };
+    drop(enriched);
     silver
         .hstack_mut(&derived)
         .map_err(|e| EtlError::polars("Silver", e))?;
     counts.silver_rows = silver.height() as u64;
-    if !all_usable {
-        let unusable = ordered
-            .filter(&!&usable)
-            .map_err(|e| EtlError::polars("quarantine", e))?;
-        quarantine
-            .vstack_mut_owned(unusable)
-            .map_err(|e| EtlError::polars("quarantine", e))?;
-    }
     quarantine
         .with_column(Column::new("reason_codes".into(), quarantine_reasons))
         .map_err(|e| EtlError::polars("quarantine", e))?;
@@ -437,6 +244,70 @@ pub fn build(
         quarantine,
         counts,
     })
+}
+
+/// The Bronze rows in Silver order, and the rows set aside before deduplication. Column by
+/// column, each Bronze column freed once taken, so the day is never held twice; two columns
+/// at a time, so both cores work (one column more in memory).
+fn take_rows(
+    bronze: &mut DataFrame,
+    silver_rows: Vec<IdxSize>,
+    early_rows: Vec<IdxSize>,
+) -> Result<(DataFrame, DataFrame), EtlError> {
+    let (order, early) = (
+        IdxCa::from_vec("".into(), silver_rows),
+        IdxCa::from_vec("".into(), early_rows),
+    );
+    let names: Vec<PlSmallStr> = bronze.get_column_names_owned();
+    let mut ordered = Vec::with_capacity(names.len());
+    let mut set_aside = Vec::with_capacity(names.len());
+    for pair in names.chunks(2) {
+        let columns = pair
+            .iter()
+            .map(|name| bronze.drop_in_place(name))
+            .collect::<PolarsResult<Vec<Column>>>()
+            .map_err(|e| EtlError::polars("Silver", e))?;
+        let taken: Vec<PolarsResult<(Column, Column)>> = columns
+            .into_par_iter()
+            .map(|c| Ok((c.take(&order)?, c.take(&early)?)))
+            .collect();
+        for t in taken {
+            let (o, e) = t.map_err(|e| EtlError::polars("Silver", e))?;
+            ordered.push(o);
+            set_aside.push(e);
+        }
+    }
+    Ok((
+        DataFrame::new(order.len(), ordered).map_err(|e| EtlError::polars("Silver", e))?,
+        DataFrame::new(early.len(), set_aside).map_err(|e| EtlError::polars("quarantine", e))?,
+    ))
+}
+
+/// Splits the rows into usable and not, column by column (each column freed once split).
+fn split_rows(
+    frame: DataFrame,
+    usable: &BooleanChunked,
+) -> Result<(DataFrame, DataFrame), EtlError> {
+    let unusable = !usable;
+    let kept_rows = usable.sum().unwrap_or(0) as usize;
+    let height = frame.height();
+    let (mut kept, mut out) = (Vec::new(), Vec::new());
+    for column in frame.into_columns() {
+        kept.push(
+            column
+                .filter(usable)
+                .map_err(|e| EtlError::polars("Silver", e))?,
+        );
+        out.push(
+            column
+                .filter(&unusable)
+                .map_err(|e| EtlError::polars("quarantine", e))?,
+        );
+    }
+    Ok((
+        DataFrame::new(kept_rows, kept).map_err(|e| EtlError::polars("Silver", e))?,
+        DataFrame::new(height - kept_rows, out).map_err(|e| EtlError::polars("quarantine", e))?,
+    ))
 }
 
 /// The vital columns enrichment reads.
@@ -476,13 +347,32 @@ impl<'a> VitalColumns<'a> {
     }
 }
 
+/// Why enrichment could not use a row, one bit each, in the order they are named.
+const LATE_REASONS: [&str; 3] = ["unknown_patient", "no_age_group", "unknown_quality_flag"];
+const UNKNOWN_PATIENT: u8 = 1;
+const NO_AGE_GROUP: u8 = 1 << 1;
+const UNKNOWN_QUALITY_FLAG: u8 = 1 << 2;
+
+/// What enrichment adds to a row: 32 bytes, ten million of them at once.
 struct Enriched {
-    reasons: Vec<&'static str>,
-    age_group: u8,
     heat_index: Option<f64>,
     tiers: [Option<Tier>; TIERED.len()],
-    quality_severity: i16,
+    age_group: u8,
+    /// `LATE_REASONS` bits; 0 when the row goes to Silver.
+    reasons: u8,
+    quality_severity: i8,
     trend_eligible: bool,
+}
+
+impl Enriched {
+    fn reason_names(&self) -> Vec<&'static str> {
+        LATE_REASONS
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| self.reasons & (1 << bit) != 0)
+            .map(|(_, name)| *name)
+            .collect()
+    }
 }
 
 fn enrich(
@@ -493,22 +383,22 @@ fn enrich(
     flag: Option<QualityFlag>,
     thresholds: &Thresholds,
 ) -> Enriched {
-    let mut reasons = Vec::new();
+    let mut reasons = 0;
     let age_group = match patient {
         None => {
-            reasons.push("unknown_patient");
+            reasons |= UNKNOWN_PATIENT;
             None
         }
         Some(p) => {
             let g = thresholds.age_group_index(p.birth_date, UtcMillis(at));
             if g.is_none() {
-                reasons.push("no_age_group");
+                reasons |= NO_AGE_GROUP;
             }
             g
         }
     };
     if flag.is_none() {
-        reasons.push("unknown_quality_flag");
+        reasons |= UNKNOWN_QUALITY_FLAG;
     }
     // Rounded to 0.1 °C, as the alert engine classifies it.
     let heat_index =
@@ -522,57 +412,68 @@ fn enrich(
         }
     }
     Enriched {
-        reasons,
-        age_group: age_group.unwrap_or_default() as u8,
         heat_index,
         tiers,
-        quality_severity: flag.map_or(3, |f| f.severity() as i16),
+        age_group: age_group.unwrap_or_default() as u8,
+        reasons,
+        quality_severity: flag.map_or(3, |f| f.severity() as i8),
         trend_eligible: flag.is_some_and(QualityFlag::is_trend_eligible),
     }
 }
 
-fn derived_columns(rows: &[&Enriched], thresholds: &Thresholds) -> Vec<Column> {
+/// A string column built straight from its values (no intermediate vector of ten million).
+fn string_column<'s>(
+    name: &str,
+    len: usize,
+    values: impl Iterator<Item = Option<&'s str>>,
+) -> Column {
+    let mut b = StringChunkedBuilder::new(name.into(), len);
+    for v in values {
+        b.append_option(v);
+    }
+    b.finish().into_series().into()
+}
+
+/// The columns enrichment adds, for the rows it could use.
+fn derived_columns(enriched: &[Enriched], thresholds: &Thresholds) -> Vec<Column> {
+    let len = enriched.iter().filter(|e| e.reasons == 0).count();
+    let rows = || enriched.iter().filter(|e| e.reasons == 0);
     // One column per task: building ten million strings is the slow part.
-    let builders: Vec<Box<dyn Fn() -> Column + Sync + '_>> = {
-        let mut b: Vec<Box<dyn Fn() -> Column + Sync + '_>> = vec![
-            Box::new(|| {
-                Column::new(
-                    "heat_index_c".into(),
-                    rows.iter().map(|e| e.heat_index).collect::<Vec<_>>(),
-                )
-            }),
-            Box::new(|| {
-                Column::new(
-                    "age_group".into(),
-                    rows.iter()
-                        .map(|e| thresholds.age_groups[e.age_group as usize].id.as_str())
-                        .collect::<Vec<_>>(),
-                )
-            }),
-            Box::new(|| {
-                Column::new(
-                    "quality_severity".into(),
-                    rows.iter().map(|e| e.quality_severity).collect::<Vec<_>>(),
-                )
-            }),
-            Box::new(|| {
-                Column::new(
-                    "trend_eligible".into(),
-                    rows.iter().map(|e| e.trend_eligible).collect::<Vec<_>>(),
-                )
-            }),
-        ];
-        for (k, (_, name)) in TIERED.iter().enumerate() {
-            b.push(Box::new(move || {
-                Column::new(
-                    (*name).into(),
-                    rows.iter()
-                        .map(|e| e.tiers[k].map(Tier::as_str))
-                        .collect::<Vec<_>>(),
-                )
-            }));
-        }
-        b
-    };
+    type Build<'b> = Box<dyn Fn() -> Column + Sync + 'b>;
+    let mut builders: Vec<Build<'_>> = vec![
+        Box::new(|| {
+            Float64Chunked::from_iter_options("heat_index_c".into(), rows().map(|e| e.heat_index))
+                .into_series()
+                .into()
+        }),
+        Box::new(|| {
+            string_column(
+                "age_group",
+                len,
+                rows().map(|e| Some(thresholds.age_groups[e.age_group as usize].id.as_str())),
+            )
+        }),
+        Box::new(|| {
+            Int16Chunked::from_iter_values(
+                "quality_severity".into(),
+                rows().map(|e| i16::from(e.quality_severity)),
+            )
+            .into_series()
+            .into()
+        }),
+        Box::new(|| {
+            BooleanChunked::from_iter_values(
+                "trend_eligible".into(),
+                rows().map(|e| e.trend_eligible),
+            )
+            .into_series()
+            .into()
+        }),
+    ];
+    for (k, (_, name)) in TIERED.iter().enumerate() {
+        builders.push(Box::new(move || {
+            string_column(name, len, rows().map(|e| e.tiers[k].map(Tier::as_str)))
+        }));
+    }
     builders.par_iter().map(|build| build()).collect()
 }
