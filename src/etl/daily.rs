@@ -167,6 +167,15 @@ fn earlier_patient_daily(
     Ok(out)
 }
 
+/// The table a day partition belongs to, as the manifest's counts name it (`silver.measurements`).
+fn table_of(partition: &str) -> String {
+    partition
+        .split("/event_date=")
+        .next()
+        .unwrap_or(partition)
+        .replace('/', ".")
+}
+
 fn run_day(
     job: &DailyJob<'_>,
     reference: &Reference,
@@ -292,11 +301,18 @@ fn run_day(
     // Write aside, then swap each partition into place.
     let mut writer = PartitionWriter::create(&job.root, &run_id)?;
     let staging = writer.staging().to_path_buf();
+    let silver_partition = layout::day_partition(layout::SILVER_MEASUREMENTS, date);
+    writer.replace(&silver_partition)?;
+    if let Some(d) = &silver_day {
+        let relative = layout::batch_part(&silver_partition, &run_id);
+        writer.add(silver::write(
+            &staging,
+            relative,
+            &d.silver,
+            job.thresholds,
+        )?);
+    }
     let mut outputs: Vec<(String, Option<DataFrame>)> = vec![
-        (
-            layout::day_partition(layout::SILVER_MEASUREMENTS, date),
-            silver_day.as_ref().map(|d| d.silver.clone()),
-        ),
         (
             layout::day_partition(layout::QUARANTINE_SILVER, date),
             silver_day
@@ -349,15 +365,14 @@ fn run_day(
             counts.insert(format!("quarantined.{reason}"), *n);
         }
     }
+    counts.insert(
+        format!("rows.{}", table_of(&silver_partition)),
+        silver_day.as_ref().map_or(0, |d| d.silver.height() as u64),
+    );
     for (partition, frame) in outputs {
         writer.replace(&partition)?;
-        let table = partition
-            .split("/event_date=")
-            .next()
-            .unwrap_or(&partition)
-            .replace('/', ".");
         let rows = frame.as_ref().map_or(0, |f| f.height() as u64);
-        counts.insert(format!("rows.{table}"), rows);
+        counts.insert(format!("rows.{}", table_of(&partition)), rows);
         if let Some(df) = frame {
             let file = write_parquet(&staging, layout::batch_part(&partition, &run_id), df)?;
             writer.add(file);

@@ -110,13 +110,14 @@ pub fn build(
     })
 }
 
-fn tier_level(tier: &str) -> Option<usize> {
-    Some(match tier {
-        "normal" => 0,
-        "vigilance" | "low_vigilance" => 1,
-        "alert" | "low_alert" => 2,
-        "emergency" | "low_emergency" => 3,
-        _ => return None,
+/// How bad a Silver tier code is: 0 normal … 3 emergency, on either side.
+fn tier_level(code: i16) -> Option<usize> {
+    use crate::domain::thresholds::Tier;
+    Some(match super::silver::tier_from_code(code)? {
+        Tier::Normal => 0,
+        Tier::Vigilance | Tier::LowVigilance => 1,
+        Tier::Alert | Tier::LowAlert => 2,
+        Tier::Emergency | Tier::LowEmergency => 3,
     })
 }
 
@@ -136,7 +137,7 @@ fn patient_extras(silver: &DataFrame, day: DaySettings) -> Result<Vec<PatientExt
     let heart_rate = c.i16("heart_rate_bpm")?;
     let tiers = PATIENT_TIERS
         .iter()
-        .map(|t| c.str(t))
+        .map(|t| c.i16(t))
         .collect::<Result<Vec<_>, _>>()?;
     let max_gap_ms = (2.0 * day.expected_interval_s * 1000.0) as i64;
     let mut out = Vec::new();
@@ -221,7 +222,16 @@ fn patient_daily(
             .mean()
             .alias("signal_poor_share"),
     ]);
-    let grouped = grouped_by(silver, "patient_id", aggs, "patient_daily")?;
+    let mut grouped = grouped_by(silver, "patient_id", aggs, "patient_daily")?;
+    // Silver's age group is a code in memory: Gold has its id.
+    let age_groups: Vec<Option<&str>> = Columns::new(&grouped, "patient_daily")
+        .i16("age_group")?
+        .iter()
+        .map(|g| g.and_then(|g| super::silver::age_group_from_code(thresholds, g)))
+        .collect();
+    grouped
+        .with_column(Column::new("age_group".into(), age_groups))
+        .map_err(perr("patient_daily"))?;
 
     let extras = patient_extras(silver, day)?;
     let c = Columns::new(&grouped, "patient_daily");

@@ -151,11 +151,20 @@ impl Table {
     }
 }
 
-/// A data frame as one zstd Parquet file with full statistics, hashed for the manifest.
+/// The Parquet settings of lake tables: zstd, full statistics.
 ///
 /// Zstd level 1, not the library's default 3: a day of Silver (10 million rows) encodes in
 /// noticeably less time for files a few per cent larger, and every table here is written
 /// once and read by a handful of later runs.
+pub fn lake_parquet_writer<W: std::io::Write>(sink: W) -> ParquetWriter<W> {
+    ParquetWriter::new(sink)
+        .with_compression(ParquetCompression::Zstd(
+            polars_parquet::write::ZstdLevel::try_new(1).ok(),
+        ))
+        .with_statistics(StatisticsOptions::default())
+}
+
+/// A data frame as one Parquet file (`lake_parquet_writer`), hashed for the manifest.
 pub fn write_parquet(
     root: &Path,
     relative: String,
@@ -163,11 +172,7 @@ pub fn write_parquet(
 ) -> Result<WrittenFile, OutputError> {
     let mut file = HashedFile::create(root, relative)?;
     let path = file.absolute.clone();
-    ParquetWriter::new(&mut file)
-        .with_compression(ParquetCompression::Zstd(
-            polars_parquet::write::ZstdLevel::try_new(1).ok(),
-        ))
-        .with_statistics(StatisticsOptions::default())
+    lake_parquet_writer(&mut file)
         .finish(&mut df)
         .map_err(|e| OutputError::Parquet {
             path,
