@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod etl;
+pub mod id_hash;
 pub mod jobs;
 pub mod lake;
 pub mod output;

@@ -8,10 +8,10 @@
 //! lists and sorts through five separate arrays).
 
 use super::silver::SilverCounts;
+use crate::id_hash::{FastMap, FastSet};
 use polars::prelude::{IdxSize, Int64Chunked, StringChunked};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use uuid::Uuid;
 
 /// Reasons a row is set aside before deduplication, one bit each, in the order they are named.
@@ -29,44 +29,6 @@ const WRONG_PARTITION: u8 = 1 << 3;
 const ERASED: u8 = 1 << 4;
 /// Later copies of a message, or of a device's sample at the same time.
 const DUPLICATE: u8 = 1 << 5;
-
-/// Ids are random (UUID v4) or already mixed: a multiply-and-fold is enough of a hash.
-#[derive(Default)]
-struct IdHasher(u64);
-
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl IdHasher {
-    fn mix(&mut self, v: u64) {
-        let x = (self.0 ^ v).wrapping_mul(GOLDEN);
-        // Fold the high half down: the table picks buckets by the low bits, and the low bits
-        // of a product depend only on the low bits of its input (sample times are multiples
-        // of whole seconds: their low bits are all alike).
-        self.0 = x ^ (x >> 32);
-    }
-}
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.mix(v as u64 ^ (v >> 64) as u64);
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.mix(v);
-    }
-}
-
-type FastSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// The Bronze columns the plan reads.
 pub struct BronzeKeys<'a> {
@@ -429,15 +391,5 @@ mod tests {
         );
         assert_eq!(plan.counts.quarantined.get("bad_message_id"), Some(&1));
         assert_eq!(plan.counts.quarantined_total(), 1);
-    }
-
-    #[test]
-    fn the_hash_spreads_sample_keys_whose_low_bits_are_alike() {
-        use std::hash::BuildHasher;
-        let build = BuildHasherDefault::<IdHasher>::default();
-        let buckets: HashSet<u64> = (0..4096u64)
-            .map(|k| build.hash_one((7u64 << 32) | (k * 30_000)) & 4095)
-            .collect();
-        assert!(buckets.len() > 2000, "{} buckets of 4096", buckets.len());
     }
 }

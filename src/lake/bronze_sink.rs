@@ -8,30 +8,10 @@ use crate::output::OutputError;
 use crate::simulate::{Chunk, SimRecord};
 use rayon::prelude::*;
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use uuid::Uuid;
 
-/// Patient ids are random UUIDs: their first eight bytes are already a good hash, and SipHash
-/// showed in the profile.
-#[derive(Default)]
-struct UuidHasher(u64);
-
-impl Hasher for UuidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-}
-
-type PatientSet = HashSet<Uuid, BuildHasherDefault<UuidHasher>>;
+type PatientSet = crate::id_hash::FastSet<Uuid>;
 
 pub struct BronzeSink {
     writer: BronzeWriter,
