@@ -441,7 +441,7 @@ fn string_column<'s>(
 /// The columns enrichment adds, for the rows it could use.
 fn derived_columns(enriched: &[Enriched]) -> Vec<Column> {
     let rows = || enriched.iter().filter(|e| e.reasons == 0);
-    // One column per task: building ten million strings is the slow part.
+    // One column per task, so both cores work.
     type Build<'b> = Box<dyn Fn() -> Column + Sync + 'b>;
     let mut builders: Vec<Build<'_>> = vec![
         Box::new(|| {
