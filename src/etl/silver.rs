@@ -21,7 +21,7 @@ use crate::domain::heat_index::heat_index_c;
 use crate::domain::thresholds::{Thresholds, Tier, Vital};
 use crate::domain::time::UtcMillis;
 use crate::domain::QualityFlag;
-use crate::output::tables::lake_parquet_writer;
+use crate::output::parquet_groups::{ParallelGroupWriter, ROW_GROUP_ROWS};
 use crate::output::{HashedFile, OutputError, WrittenFile};
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -507,30 +507,41 @@ pub fn age_group_from_code(thresholds: &Thresholds, code: i16) -> Option<&str> {
         .map(|g| g.id.as_str())
 }
 
-/// Rows per row group of a Silver file: the Parquet writer's default, as for the other tables.
-const SILVER_ROW_GROUP_ROWS: usize = 512 * 512;
-
 /// A slice of in-memory Silver with its coded columns (`age_group`, the tiers) turned into their
 /// text: the shape of Silver files.
 pub fn decode(slice: &DataFrame, thresholds: &Thresholds) -> Result<DataFrame, EtlError> {
     let c = Columns::new(slice, "Silver");
     let ages = c.i16("age_group")?;
-    let mut text = vec![string_column(
-        "age_group",
-        ages.len(),
-        ages.iter()
-            .map(|g| g.and_then(|g| age_group_from_code(thresholds, g))),
-    )];
-    for (_, name) in TIERED {
-        let codes = c.i16(name)?;
-        text.push(string_column(
-            name,
-            codes.len(),
-            codes
-                .iter()
-                .map(|t| t.and_then(tier_from_code).map(Tier::as_str)),
-        ));
-    }
+    let tiers = TIERED
+        .iter()
+        .map(|(_, name)| Ok((*name, c.i16(name)?)))
+        .collect::<Result<Vec<_>, EtlError>>()?;
+    // One column per task, so both cores work.
+    let (age_text, mut text) = rayon::join(
+        || {
+            string_column(
+                "age_group",
+                ages.len(),
+                ages.iter()
+                    .map(|g| g.and_then(|g| age_group_from_code(thresholds, g))),
+            )
+        },
+        || {
+            tiers
+                .par_iter()
+                .map(|(name, codes)| {
+                    string_column(
+                        name,
+                        codes.len(),
+                        codes
+                            .iter()
+                            .map(|t| t.and_then(tier_from_code).map(Tier::as_str)),
+                    )
+                })
+                .collect::<Vec<Column>>()
+        },
+    );
+    text.insert(0, age_text);
     let mut out = slice.clone();
     for column in text {
         out.with_column(column)
@@ -557,18 +568,14 @@ pub fn write(
         })
     };
     let schema = decode(&silver.slice(0, 0), thresholds)?.schema().clone();
-    let mut writer = lake_parquet_writer(&mut file)
-        .batched(&schema)
-        .map_err(perr)?;
-    for offset in (0..silver.height()).step_by(SILVER_ROW_GROUP_ROWS) {
-        let rows = decode(
-            &silver.slice(offset as i64, SILVER_ROW_GROUP_ROWS),
-            thresholds,
-        )?;
-        writer.write_batch(&rows).map_err(perr)?;
+    let mut writer = ParallelGroupWriter::lake(&mut file, &schema)
+        .map_err(perr)?
+        .plain(&["message_id"], &schema);
+    for offset in (0..silver.height()).step_by(ROW_GROUP_ROWS) {
+        let rows = decode(&silver.slice(offset as i64, ROW_GROUP_ROWS), thresholds)?;
+        writer.write(&rows).map_err(perr)?;
     }
     writer.finish().map_err(perr)?;
-    drop(writer);
     Ok(file.finish(silver.height() as u64)?)
 }
 

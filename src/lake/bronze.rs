@@ -7,10 +7,9 @@ use super::layout;
 use crate::domain::measurement::Rejection;
 use crate::domain::time::UtcMillis;
 use crate::domain::Measurement;
+use crate::output::parquet_groups::ParallelGroupWriter;
 use crate::output::{HashedFile, OutputError, SharedFile, WrittenFile};
-use polars::io::parquet::write::BatchedWriter as ParquetBatchedWriter;
 use polars::prelude::*;
-use polars_parquet::write::ZstdLevel;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
@@ -175,7 +174,7 @@ impl BronzeBuffer {
     }
 }
 
-type BronzeParquet = ParquetBatchedWriter<SharedFile>;
+type BronzeParquet = ParallelGroupWriter<SharedFile>;
 
 struct OpenPartition {
     file: SharedFile,
@@ -222,15 +221,13 @@ fn encode(
     let df = buffer.to_frame(run_id).map_err(&perr)?;
     let mut writer = match writer {
         Some(w) => w,
-        // Zstd level 1: Bronze is written once at ingest speed and read by one ETL run;
-        // higher levels cost more CPU than they save in bytes.
-        None => ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Zstd(ZstdLevel::try_new(1).ok()))
-            .with_statistics(StatisticsOptions::default())
-            .batched(df.schema())
-            .map_err(&perr)?,
+        // The lake's settings (zstd level 1, statistics): Bronze is written once at ingest
+        // speed and read by one ETL run; higher levels cost more CPU than they save in bytes.
+        None => ParallelGroupWriter::lake(file, df.schema())
+            .map_err(&perr)?
+            .plain(&["message_id"], df.schema()),
     };
-    writer.write_batch(&df).map_err(&perr)?;
+    writer.write(&df).map_err(&perr)?;
     Ok(writer)
 }
 
@@ -361,7 +358,6 @@ impl BronzeWriter {
         let Some(w) = p.writer else { return Ok(()) };
         let perr = parquet_error(&p.path);
         w.finish().map_err(&perr)?;
-        drop(w);
         let file = p.file.into_inner().ok_or_else(|| OutputError::Parquet {
             path: p.path.clone(),
             message: "writer still holds the file".into(),

@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod early_sync;
 pub mod lines;
+pub mod parquet_groups;
 pub mod sink;
 pub mod tables;
 

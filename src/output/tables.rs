@@ -2,6 +2,7 @@
 //! Parquet from one definition, so the two can never disagree.
 
 use super::csv::push_csv_field;
+use super::parquet_groups::ParallelGroupWriter;
 use super::{HashedFile, OutputError, WrittenFile};
 use crate::domain::wire::push_float;
 use polars::prelude::*;
@@ -151,33 +152,23 @@ impl Table {
     }
 }
 
-/// The Parquet settings of lake tables: zstd, full statistics.
-///
-/// Zstd level 1, not the library's default 3: a day of Silver (10 million rows) encodes in
-/// noticeably less time for files a few per cent larger, and every table here is written
-/// once and read by a handful of later runs.
-pub fn lake_parquet_writer<W: std::io::Write>(sink: W) -> ParquetWriter<W> {
-    ParquetWriter::new(sink)
-        .with_compression(ParquetCompression::Zstd(
-            polars_parquet::write::ZstdLevel::try_new(1).ok(),
-        ))
-        .with_statistics(StatisticsOptions::default())
-}
-
-/// A data frame as one Parquet file (`lake_parquet_writer`), hashed for the manifest.
+/// A data frame as one Parquet file (`parquet_groups::ParallelGroupWriter::lake`: zstd level 1,
+/// full statistics), hashed for the manifest.
 pub fn write_parquet(
     root: &Path,
     relative: String,
-    mut df: DataFrame,
+    df: DataFrame,
 ) -> Result<WrittenFile, OutputError> {
     let mut file = HashedFile::create(root, relative)?;
     let path = file.absolute.clone();
-    lake_parquet_writer(&mut file)
-        .finish(&mut df)
-        .map_err(|e| OutputError::Parquet {
-            path,
-            message: e.to_string(),
-        })?;
+    let written = ParallelGroupWriter::lake(&mut file, df.schema()).and_then(|mut writer| {
+        writer.write(&df)?;
+        writer.finish()
+    });
+    written.map_err(|e| OutputError::Parquet {
+        path,
+        message: e.to_string(),
+    })?;
     let rows = df.height() as u64;
     file.finish(rows)
 }
