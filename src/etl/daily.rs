@@ -176,65 +176,53 @@ fn table_of(partition: &str) -> String {
         .replace('/', ".")
 }
 
-fn run_day(
+/// Stage durations for the manifest, each the time since the previous lap.
+struct Laps {
+    clock: Instant,
+    durations: BTreeMap<String, u64>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Laps {
+            clock: Instant::now(),
+            durations: BTreeMap::new(),
+        }
+    }
+
+    fn lap(&mut self, name: &str) {
+        self.record(name, self.clock.elapsed());
+        self.clock = Instant::now();
+    }
+
+    fn record(&mut self, name: &str, took: std::time::Duration) {
+        self.durations
+            .insert(name.to_string(), took.as_millis() as u64);
+    }
+}
+
+/// What a day of Silver gives besides its own file: the alerts and the daily Gold tables.
+struct Derived {
+    alerts: batch_alerts::DayAlerts,
+    /// `continued` from the previous day's engine state, or `cold`.
+    alert_state: &'static str,
+    gold: Option<gold_daily::DailyGold>,
+    features: Option<DataFrame>,
+}
+
+/// The alerts of the day (continuing the previous day's engine), then the daily Gold tables
+/// and `features_ml`.
+fn derive(
     job: &DailyJob<'_>,
     reference: &Reference,
-    erased: &std::collections::BTreeSet<String>,
     date: NaiveDate,
+    silver_frame: &DataFrame,
+    laps: &mut Laps,
     progress: &dyn Progress,
-) -> Result<DayReport, EtlError> {
-    let mut durations = BTreeMap::new();
-    let mut clock = Instant::now();
-    let mut lap = |name: &str, durations: &mut BTreeMap<String, u64>| {
-        durations.insert(name.to_string(), clock.elapsed().as_millis() as u64);
-        clock = Instant::now();
-    };
-    progress.on_stage(&format!("{date}: reading Bronze"));
-    let bronze_dir = job
-        .root
-        .join(layout::day_partition(layout::BRONZE_MEASUREMENTS, date));
-    let files = partition_files(&bronze_dir)?;
-    let bronze = read_files(&files)?;
-    let mut inputs = Vec::new();
-    for f in &files {
-        let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-        inputs.push(InputFile {
-            path: f
-                .strip_prefix(&job.root)
-                .unwrap_or(f)
-                .to_string_lossy()
-                .into_owned(),
-            bytes,
-        });
-    }
-    let run_id = run_id(job, date, &inputs);
-    lap("read_bronze", &mut durations);
-    progress.on_advance(1);
-
-    progress.on_stage(&format!("{date}: Silver"));
-    let (silver_day, counts) = match bronze {
-        Some(df) => {
-            let day = silver::build(df, date, reference, job.thresholds, erased)?;
-            if !day.counts.reconciles() {
-                return Err(EtlError::Internal(format!(
-                    "{date}: Bronze rows do not reconcile: {:?}",
-                    day.counts
-                )));
-            }
-            let counts = day.counts.clone();
-            (Some(day), counts)
-        }
-        None => (None, SilverCounts::default()),
-    };
-    lap("silver", &mut durations);
-    progress.on_advance(1);
-
-    progress.on_stage(&format!("{date}: alerts"));
+) -> Result<Derived, EtlError> {
     let prior = previous_state(&job.root, date)?;
     let alert_state = if prior.is_some() { "continued" } else { "cold" };
     let day_end = UtcMillis(UtcMillis::from_date(date).0 + MS_PER_DAY);
-    let empty = DataFrame::empty();
-    let silver_frame = silver_day.as_ref().map_or(&empty, |d| &d.silver);
     let day_alerts = if silver_frame.height() > 0 {
         batch_alerts::run_day(
             silver_frame,
@@ -246,7 +234,7 @@ fn run_day(
     } else {
         batch_alerts::advance_only(job.thresholds, prior.unwrap_or_default(), day_end)
     };
-    lap("alerts", &mut durations);
+    laps.lap("alerts");
 
     progress.on_stage(&format!("{date}: Gold"));
     let settings = DaySettings {
@@ -294,24 +282,105 @@ fn run_day(
         }
         None => None,
     };
-    lap("gold", &mut durations);
+    laps.lap("gold");
+    Ok(Derived {
+        alerts: day_alerts,
+        alert_state,
+        gold,
+        features,
+    })
+}
+
+fn run_day(
+    job: &DailyJob<'_>,
+    reference: &Reference,
+    erased: &std::collections::BTreeSet<String>,
+    date: NaiveDate,
+    progress: &dyn Progress,
+) -> Result<DayReport, EtlError> {
+    let mut laps = Laps::start();
+    progress.on_stage(&format!("{date}: reading Bronze"));
+    let bronze_dir = job
+        .root
+        .join(layout::day_partition(layout::BRONZE_MEASUREMENTS, date));
+    let files = partition_files(&bronze_dir)?;
+    let bronze = read_files(&files)?;
+    let mut inputs = Vec::new();
+    for f in &files {
+        let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        inputs.push(InputFile {
+            path: f
+                .strip_prefix(&job.root)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned(),
+            bytes,
+        });
+    }
+    let run_id = run_id(job, date, &inputs);
+    laps.lap("read_bronze");
     progress.on_advance(1);
 
-    progress.on_stage(&format!("{date}: writing"));
+    progress.on_stage(&format!("{date}: Silver"));
+    let (silver_day, counts) = match bronze {
+        Some(df) => {
+            let day = silver::build(df, date, reference, job.thresholds, erased)?;
+            if !day.counts.reconciles() {
+                return Err(EtlError::Internal(format!(
+                    "{date}: Bronze rows do not reconcile: {:?}",
+                    day.counts
+                )));
+            }
+            let counts = day.counts.clone();
+            (Some(day), counts)
+        }
+        None => (None, SilverCounts::default()),
+    };
+    laps.lap("silver");
+    progress.on_advance(1);
+
+    progress.on_stage(&format!("{date}: alerts"));
     // Write aside, then swap each partition into place.
     let mut writer = PartitionWriter::create(&job.root, &run_id)?;
     let staging = writer.staging().to_path_buf();
     let silver_partition = layout::day_partition(layout::SILVER_MEASUREMENTS, date);
     writer.replace(&silver_partition)?;
-    if let Some(d) = &silver_day {
-        let relative = layout::batch_part(&silver_partition, &run_id);
-        writer.add(silver::write(
-            &staging,
-            relative,
-            &d.silver,
-            job.thresholds,
-        )?);
+    let empty = DataFrame::empty();
+    let silver_frame = silver_day.as_ref().map_or(&empty, |d| &d.silver);
+    // Silver's file is encoded while the alerts and Gold are computed from the same frame: the
+    // engine and Gold leave a core idle now and then, the encoder fills it.
+    let (silver_file, derived) = std::thread::scope(|scope| {
+        let silver_file = scope.spawn(|| {
+            let started = Instant::now();
+            let file = silver_day
+                .as_ref()
+                .map(|d| {
+                    let relative = layout::batch_part(&silver_partition, &run_id);
+                    silver::write(&staging, relative, &d.silver, job.thresholds)
+                })
+                .transpose();
+            (file, started.elapsed())
+        });
+        let derived = derive(job, reference, date, silver_frame, &mut laps, progress);
+        let silver_file = silver_file
+            .join()
+            .map_err(|_| EtlError::Internal("the Silver writer panicked".into()));
+        (silver_file, derived)
+    });
+    let (silver_file, silver_took) = silver_file?;
+    laps.record("silver_write", silver_took);
+    let Derived {
+        alerts: day_alerts,
+        alert_state,
+        gold,
+        features,
+    } = derived?;
+    if let Some(file) = silver_file? {
+        writer.add(file);
     }
+    progress.on_advance(1);
+
+    progress.on_stage(&format!("{date}: writing"));
     let mut outputs: Vec<(String, Option<DataFrame>)> = vec![
         (
             layout::day_partition(layout::QUARANTINE_SILVER, date),
@@ -391,7 +460,7 @@ fn run_day(
         source,
     })?;
     writer.add(state_file.finish(day_alerts.state.patient_count() as u64)?);
-    lap("write", &mut durations);
+    laps.lap("write");
 
     let mut report = DayReport {
         run_id: run_id.clone(),
@@ -405,7 +474,7 @@ fn run_day(
         inputs,
         counts,
         outputs: writer.files().to_vec(),
-        durations_ms: durations,
+        durations_ms: laps.durations,
     };
     let manifest_path = layout::manifest(&run_id);
     let mut json =
