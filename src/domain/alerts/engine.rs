@@ -9,7 +9,7 @@ use crate::domain::Measurement;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -197,6 +197,11 @@ impl EngineState {
 pub struct AlertEngine<'t> {
     thresholds: &'t Thresholds,
     state: EngineState,
+    /// alert id → (patient, why it was last met): the open alerts whose `trigger_conditions`
+    /// are not yet worded. A patient in a crisis updates an open alert with every sample, and
+    /// wording each update cost more than evaluating the sample; the words are written when
+    /// the alert is read (`state`, `into_state`, `open_alerts`) or leaves the open set.
+    unworded: HashMap<Uuid, (Uuid, Why<'t>)>,
 }
 
 fn vital_family(v: Vital) -> &'static str {
@@ -232,19 +237,47 @@ impl<'t> AlertEngine<'t> {
 
     /// Resumes from a checkpoint.
     pub fn with_state(thresholds: &'t Thresholds, state: EngineState) -> Self {
-        AlertEngine { thresholds, state }
+        AlertEngine {
+            thresholds,
+            state,
+            unworded: HashMap::new(),
+        }
     }
 
-    pub fn state(&self) -> &EngineState {
+    pub fn state(&mut self) -> &EngineState {
+        self.word_all();
         &self.state
     }
 
-    pub fn into_state(self) -> EngineState {
+    pub fn into_state(mut self) -> EngineState {
+        self.word_all();
         self.state
     }
 
-    pub fn open_alerts(&self) -> impl Iterator<Item = &Alert> {
+    pub fn open_alerts(&mut self) -> impl Iterator<Item = &Alert> {
+        self.word_all();
         self.state.patients.values().flat_map(|p| p.open.values())
+    }
+
+    /// Writes the pending `trigger_conditions` of every open alert.
+    fn word_all(&mut self) {
+        for (alert_id, (patient, why)) in self.unworded.drain() {
+            let open = self
+                .state
+                .patients
+                .get_mut(&patient)
+                .and_then(|p| p.open.values_mut().find(|a| a.alert_id == alert_id));
+            if let Some(alert) = open {
+                alert.trigger_conditions = why.words();
+            }
+        }
+    }
+
+    /// Writes the pending `trigger_conditions` of an alert leaving the open set.
+    fn word(unworded: &mut HashMap<Uuid, (Uuid, Why<'t>)>, alert: &mut Alert) {
+        if let Some((_, why)) = unworded.remove(&alert.alert_id) {
+            alert.trigger_conditions = why.words();
+        }
     }
 
     fn cooldown_ms(t: &Thresholds, s: Severity) -> i64 {
@@ -463,6 +496,7 @@ impl<'t> AlertEngine<'t> {
         let mut events = Vec::new();
         // A sample ends a silence.
         if let Some(mut silent) = st.open.remove("device_silent") {
+            Self::word(&mut self.unworded, &mut silent);
             silent.status = AlertStatus::AutoResolved;
             silent.last_seen_at = m.recorded_at;
             events.push(AlertEvent::AutoResolved(silent));
@@ -475,14 +509,14 @@ impl<'t> AlertEngine<'t> {
             st.flat = None;
         }
         let (firings, present) = Self::evaluate(t, ctx, m, st);
-        let fired: Vec<&str> = firings.iter().map(|f| &*f.rule_id).collect();
+        let fired = |rule: &str| firings.iter().any(|f| f.rule_id == rule);
         // Streaks break, and open alerts may resolve, for every rule whose inputs this sample
         // carries but which it does not meet.
         let families_present = |family: &str| present.contains(&family);
         let broken: Vec<String> = st
             .streaks
             .keys()
-            .filter(|rule| !fired.contains(&rule.as_str()) && families_present(family_of(rule)))
+            .filter(|rule| !fired(rule) && families_present(family_of(rule)))
             .cloned()
             .collect();
         for rule in broken {
@@ -492,7 +526,7 @@ impl<'t> AlertEngine<'t> {
             .open
             .iter()
             .filter(|(rule, a)| {
-                !fired.contains(&rule.as_str())
+                !fired(rule)
                     && families_present(family_of(rule))
                     && at - a.last_seen_at.0 >= Self::cooldown_ms(t, a.severity)
             })
@@ -500,6 +534,7 @@ impl<'t> AlertEngine<'t> {
             .collect();
         for rule in quiet {
             if let Some(mut a) = st.open.remove(&rule) {
+                Self::word(&mut self.unworded, &mut a);
                 a.status = AlertStatus::AutoResolved;
                 events.push(AlertEvent::AutoResolved(a));
             }
@@ -524,7 +559,7 @@ impl<'t> AlertEngine<'t> {
                 Some(open) => {
                     open.last_seen_at = m.recorded_at;
                     open.vitals_snapshot = m.vitals.clone();
-                    open.trigger_conditions = f.why.words();
+                    self.unworded.insert(open.alert_id, (ctx.patient_id, f.why));
                     open.device_id = m.device_id;
                     open.occurrences += 1;
                     events.push(AlertEvent::Updated {
