@@ -227,7 +227,8 @@ mod tests {
             theirs.len()
         );
 
-        // The unique column would be written plain anyway: saying so changes no byte.
+        // The unique column would be written plain anyway (in groups of more than 128 rows;
+        // Polars tries a dictionary on smaller ones): saying so changes no byte.
         let mut plain = Vec::new();
         let mut writer = ParallelGroupWriter::lake(&mut plain, df.schema())
             .expect("writer")
