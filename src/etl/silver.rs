@@ -570,7 +570,7 @@ pub fn write(
     let schema = decode(&silver.slice(0, 0), thresholds)?.schema().clone();
     let mut writer = ParallelGroupWriter::lake(&mut file, &schema)
         .map_err(perr)?
-        .plain(&["message_id"], &schema);
+        .plain(&["message_id"]);
     for offset in (0..silver.height()).step_by(ROW_GROUP_ROWS) {
         let rows = decode(&silver.slice(offset as i64, ROW_GROUP_ROWS), thresholds)?;
         writer.write(&rows).map_err(perr)?;

@@ -225,7 +225,7 @@ fn encode(
         // speed and read by one ETL run; higher levels cost more CPU than they save in bytes.
         None => ParallelGroupWriter::lake(file, df.schema())
             .map_err(&perr)?
-            .plain(&["message_id"], df.schema()),
+            .plain(&["message_id"]),
     };
     writer.write(&df).map_err(&perr)?;
     Ok(writer)

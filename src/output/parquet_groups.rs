@@ -9,8 +9,8 @@
 use polars::io::parquet::write::{get_encodings, BatchedWriter, ParquetWriter};
 use polars::prelude::*;
 use polars_parquet::write::{
-    array_to_columns, compress, CompressedPage, Encoding, ParquetType, Version, WriteOptions,
-    ZstdLevel,
+    array_to_columns, compress, CompressedPage, CompressionOptions, Encoding, ParquetType, Version,
+    WriteOptions, ZstdLevel,
 };
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,18 +19,20 @@ use std::sync::{Mutex, PoisonError};
 /// Rows per row group: Polars' default, for every lake table.
 pub const ROW_GROUP_ROWS: usize = 512 * 512;
 
-/// The compression of lake tables.
+/// The zstd level of lake tables.
 ///
-/// Zstd level 1, not the library's default 3: a day of Silver (10 million rows) encodes in
+/// Level 1, not the library's default 3: a day of Silver (10 million rows) encodes in
 /// noticeably less time for files a few per cent larger, and every table here is written
 /// once and read by a handful of later runs.
-fn lake_compression() -> polars_parquet::write::CompressionOptions {
-    polars_parquet::write::CompressionOptions::Zstd(ZstdLevel::try_new(1).ok())
+fn lake_zstd() -> Option<ZstdLevel> {
+    ZstdLevel::try_new(1).ok()
 }
 
 /// A Parquet file written a row group at a time, each group's columns on their own core.
 pub struct ParallelGroupWriter<W: Write> {
     inner: BatchedWriter<W>,
+    /// Column names, in schema order (what `plain` refers to).
+    names: Vec<PlSmallStr>,
     fields: Vec<ParquetType>,
     encodings: Vec<Vec<Encoding>>,
     options: WriteOptions,
@@ -41,8 +43,8 @@ impl<W: Write> ParallelGroupWriter<W> {
     pub fn lake(sink: W, schema: &Schema) -> PolarsResult<Self> {
         let statistics = StatisticsOptions::default();
         let mut inner = ParquetWriter::new(sink)
-            .with_compression(ParquetCompression::Zstd(ZstdLevel::try_new(1).ok()))
-            // (Only the file's metadata: the pages are compressed here, with `lake_compression`.)
+            // (Only the file's metadata: the pages are compressed here, in `encode_column`.)
+            .with_compression(ParquetCompression::Zstd(lake_zstd()))
             .with_statistics(statistics)
             .batched(schema)?;
         let fields = inner.parquet_schema().fields().to_vec();
@@ -52,12 +54,13 @@ impl<W: Write> ParallelGroupWriter<W> {
             .collect();
         Ok(ParallelGroupWriter {
             inner,
+            names: schema.iter_names().cloned().collect(),
             fields,
             encodings,
             options: WriteOptions {
                 statistics,
                 version: Version::V1,
-                compression: lake_compression(),
+                compression: CompressionOptions::Zstd(lake_zstd()),
                 data_page_size: None,
             },
         })
@@ -66,10 +69,10 @@ impl<W: Write> ParallelGroupWriter<W> {
     /// Writes the columns `names` (whose values are all or nearly all distinct, such as message
     /// ids) plain: by default the writer first estimates each string column's cardinality,
     /// hashing every value, only to find a dictionary not worth it.
-    pub fn plain(mut self, names: &[&str], schema: &Schema) -> Self {
-        for name in names {
-            if let Some(i) = schema.index_of(name) {
-                self.encodings[i] = vec![Encoding::Plain];
+    pub fn plain(mut self, names: &[&str]) -> Self {
+        for (column, encoding) in self.names.iter().zip(self.encodings.iter_mut()) {
+            if names.contains(&column.as_str()) {
+                *encoding = vec![Encoding::Plain];
             }
         }
         self
@@ -232,7 +235,7 @@ mod tests {
         let mut plain = Vec::new();
         let mut writer = ParallelGroupWriter::lake(&mut plain, df.schema())
             .expect("writer")
-            .plain(&["id"], df.schema());
+            .plain(&["id"]);
         writer.write(&df).expect("write");
         writer.finish().expect("finish");
         assert!(plain == ours, "declaring `id` plain changed the file");
