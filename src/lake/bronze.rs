@@ -7,6 +7,7 @@ use super::layout;
 use crate::domain::measurement::Rejection;
 use crate::domain::time::UtcMillis;
 use crate::domain::Measurement;
+use crate::output::dictionary_column::DictionaryColumn;
 use crate::output::parquet_groups::ParallelGroupWriter;
 use crate::output::{HashedFile, OutputError, SharedFile, WrittenFile};
 use polars::prelude::*;
@@ -27,11 +28,15 @@ pub struct Received<'a> {
     pub source_offset: i64,
 }
 
+/// A row group of Bronze being filled, column by column. Ids, run, source, firmware and
+/// quality flag repeat over the rows: they are kept as dictionaries of their distinct values
+/// (`DictionaryColumn`), so only the distinct values are ever formatted as text and the Parquet
+/// writer does not hash every row's text to find its dictionary.
 #[derive(Default)]
 struct BronzeBuffer {
     message_id: Vec<Uuid>,
-    patient_id: Vec<Uuid>,
-    device_id: Vec<Uuid>,
+    patient_id: DictionaryColumn<Uuid>,
+    device_id: DictionaryColumn<Uuid>,
     recorded_at: Vec<i64>,
     spo2_pct: Vec<Option<f64>>,
     heart_rate_bpm: Vec<Option<i16>>,
@@ -44,10 +49,10 @@ struct BronzeBuffer {
     pain_scale: Vec<Option<i16>>,
     battery_pct: Vec<Option<i16>>,
     signal_quality_pct: Vec<Option<i16>>,
-    firmware_version: Vec<Option<std::sync::Arc<str>>>,
-    quality_flag: Vec<&'static str>,
+    firmware_version: DictionaryColumn<std::sync::Arc<str>>,
+    quality_flag: DictionaryColumn<&'static str>,
     received_at: Vec<i64>,
-    source: Vec<std::sync::Arc<str>>,
+    source: DictionaryColumn<std::sync::Arc<str>>,
     source_offset: Vec<i64>,
 }
 
@@ -63,6 +68,15 @@ fn uuid_column(name: &str, ids: &[Uuid]) -> Column {
         b.append_value(&*id.hyphenated().encode_lower(&mut buf));
     }
     b.finish().into_series().into()
+}
+
+fn uuid_text(id: &Uuid, out: &mut String) {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push_str(id.hyphenated().encode_lower(&mut buf));
+}
+
+fn str_text(s: &impl AsRef<str>, out: &mut String) {
+    out.push_str(s.as_ref());
 }
 
 fn time_column(name: &str, ms: &[i64]) -> Column {
@@ -100,6 +114,36 @@ fn const_str_column(name: &str, value: &str, len: usize) -> Column {
     b.finish().into_series().into()
 }
 
+/// Bronze's columns and their types (SPEC §6), in file order.
+fn bronze_schema() -> Schema {
+    let time = || DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC));
+    let columns = [
+        ("message_id", DataType::String),
+        ("patient_id", DataType::String),
+        ("device_id", DataType::String),
+        ("recorded_at", time()),
+        ("schema_version", DataType::Int16),
+        ("spo2_pct", DataType::Float64),
+        ("heart_rate_bpm", DataType::Int16),
+        ("respiratory_rate_min", DataType::Int16),
+        ("temperature_c", DataType::Float64),
+        ("ambient_temperature_c", DataType::Float64),
+        ("relative_humidity_pct", DataType::Float64),
+        ("hydration_pct", DataType::Float64),
+        ("activity_level", DataType::Int16),
+        ("pain_scale", DataType::Int16),
+        ("battery_pct", DataType::Int16),
+        ("signal_quality_pct", DataType::Int16),
+        ("firmware_version", DataType::String),
+        ("quality_flag", DataType::String),
+        ("received_at", time()),
+        ("ingest_run_id", DataType::String),
+        ("source", DataType::String),
+        ("source_offset", DataType::Int64),
+    ];
+    Schema::from_iter(columns.map(|(name, dtype)| Field::new(name.into(), dtype)))
+}
+
 impl BronzeBuffer {
     fn len(&self) -> usize {
         self.message_id.len()
@@ -109,8 +153,8 @@ impl BronzeBuffer {
         let m = r.measurement;
         let v = &m.vitals;
         self.message_id.push(m.message_id);
-        self.patient_id.push(m.patient_id);
-        self.device_id.push(m.device_id);
+        self.patient_id.push(&m.patient_id);
+        self.device_id.push(&m.device_id);
         self.recorded_at.push(m.recorded_at.0);
         self.spo2_pct.push(v.spo2_pct);
         self.heart_rate_bpm.push(small(v.heart_rate_bpm));
@@ -126,50 +170,65 @@ impl BronzeBuffer {
         self.signal_quality_pct
             .push(small(m.device.signal_quality_pct));
         self.firmware_version
-            .push(m.device.firmware_version.clone());
-        self.quality_flag.push(m.quality_flag.code());
+            .push_option(m.device.firmware_version.as_ref());
+        self.quality_flag.push(&m.quality_flag.code());
         self.received_at.push(r.received_at.0);
-        self.source.push(r.source.clone());
+        self.source.push(r.source);
         self.source_offset.push(r.source_offset);
     }
 
-    fn to_frame(&self, run_id: &str) -> PolarsResult<DataFrame> {
+    /// The row group as Arrow arrays in `bronze_schema` order.
+    fn into_arrays(self, run_id: &str) -> PolarsResult<Vec<ArrayRef>> {
         let n = self.len();
-        let mut fw = StringChunkedBuilder::new("firmware_version".into(), n);
-        for f in &self.firmware_version {
-            fw.append_option(f.as_deref());
+        let arrow = |c: Column| -> ArrayRef {
+            c.as_materialized_series()
+                .rechunk()
+                .to_arrow(0, CompatLevel::newest())
+        };
+        let mut run = DictionaryColumn::<&str>::default();
+        for _ in 0..n {
+            run.push(&run_id);
         }
-        let mut quality = StringChunkedBuilder::new("quality_flag".into(), n);
-        for q in &self.quality_flag {
-            quality.append_value(q);
-        }
-        DataFrame::new_infer_height(vec![
-            uuid_column("message_id", &self.message_id),
-            uuid_column("patient_id", &self.patient_id),
-            uuid_column("device_id", &self.device_id),
-            time_column("recorded_at", &self.recorded_at),
-            Int16Chunked::full("schema_version".into(), 1, n)
-                .into_series()
-                .into(),
-            f64_column("spo2_pct", &self.spo2_pct),
-            i16_column("heart_rate_bpm", &self.heart_rate_bpm),
-            i16_column("respiratory_rate_min", &self.respiratory_rate_min),
-            f64_column("temperature_c", &self.temperature_c),
-            f64_column("ambient_temperature_c", &self.ambient_temperature_c),
-            f64_column("relative_humidity_pct", &self.relative_humidity_pct),
-            f64_column("hydration_pct", &self.hydration_pct),
-            i16_column("activity_level", &self.activity_level),
-            i16_column("pain_scale", &self.pain_scale),
-            i16_column("battery_pct", &self.battery_pct),
-            i16_column("signal_quality_pct", &self.signal_quality_pct),
-            fw.finish().into_series().into(),
-            quality.finish().into_series().into(),
-            time_column("received_at", &self.received_at),
-            const_str_column("ingest_run_id", run_id, n),
-            str_column("source", self.source.iter().map(|s| &**s), n),
-            Int64Chunked::from_vec("source_offset".into(), self.source_offset.clone())
-                .into_series()
-                .into(),
+        Ok(vec![
+            arrow(uuid_column("message_id", &self.message_id)),
+            self.patient_id.finish(uuid_text)?,
+            self.device_id.finish(uuid_text)?,
+            arrow(time_column("recorded_at", &self.recorded_at)),
+            arrow(
+                Int16Chunked::full("schema_version".into(), 1, n)
+                    .into_series()
+                    .into(),
+            ),
+            arrow(f64_column("spo2_pct", &self.spo2_pct)),
+            arrow(i16_column("heart_rate_bpm", &self.heart_rate_bpm)),
+            arrow(i16_column(
+                "respiratory_rate_min",
+                &self.respiratory_rate_min,
+            )),
+            arrow(f64_column("temperature_c", &self.temperature_c)),
+            arrow(f64_column(
+                "ambient_temperature_c",
+                &self.ambient_temperature_c,
+            )),
+            arrow(f64_column(
+                "relative_humidity_pct",
+                &self.relative_humidity_pct,
+            )),
+            arrow(f64_column("hydration_pct", &self.hydration_pct)),
+            arrow(i16_column("activity_level", &self.activity_level)),
+            arrow(i16_column("pain_scale", &self.pain_scale)),
+            arrow(i16_column("battery_pct", &self.battery_pct)),
+            arrow(i16_column("signal_quality_pct", &self.signal_quality_pct)),
+            self.firmware_version.finish(str_text)?,
+            self.quality_flag.finish(str_text)?,
+            arrow(time_column("received_at", &self.received_at)),
+            run.finish(str_text)?,
+            self.source.finish(str_text)?,
+            arrow(
+                Int64Chunked::from_vec("source_offset".into(), self.source_offset)
+                    .into_series()
+                    .into(),
+            ),
         ])
     }
 }
@@ -218,16 +277,16 @@ fn encode(
     run_id: &str,
 ) -> Result<BronzeParquet, OutputError> {
     let perr = parquet_error(path);
-    let df = buffer.to_frame(run_id).map_err(&perr)?;
+    let arrays = buffer.into_arrays(run_id).map_err(&perr)?;
     let mut writer = match writer {
         Some(w) => w,
         // The lake's settings (zstd level 1, statistics): Bronze is written once at ingest
         // speed and read by one ETL run; higher levels cost more CPU than they save in bytes.
-        None => ParallelGroupWriter::lake(file, df.schema())
+        None => ParallelGroupWriter::lake(file, &bronze_schema())
             .map_err(&perr)?
             .plain(&["message_id"]),
     };
-    writer.write(&df).map_err(&perr)?;
+    writer.write_arrays(&arrays).map_err(&perr)?;
     Ok(writer)
 }
 

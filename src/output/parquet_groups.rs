@@ -34,6 +34,8 @@ pub struct ParallelGroupWriter<W: Write> {
     /// Column names, in schema order (what `plain` refers to).
     names: Vec<PlSmallStr>,
     fields: Vec<ParquetType>,
+    /// The Arrow type of each column (what `write_arrays` checks its arrays against).
+    arrow_types: Vec<ArrowDataType>,
     encodings: Vec<Vec<Encoding>>,
     options: WriteOptions,
 }
@@ -48,14 +50,17 @@ impl<W: Write> ParallelGroupWriter<W> {
             .with_statistics(statistics)
             .batched(schema)?;
         let fields = inner.parquet_schema().fields().to_vec();
-        let encodings = get_encodings(&schema.to_arrow(CompatLevel::newest()))
-            .iter()
-            .cloned()
+        let arrow_schema = schema.to_arrow(CompatLevel::newest());
+        let arrow_types = arrow_schema
+            .iter_values()
+            .map(|f| f.dtype().clone())
             .collect();
+        let encodings = get_encodings(&arrow_schema).iter().cloned().collect();
         Ok(ParallelGroupWriter {
             inner,
             names: schema.iter_names().cloned().collect(),
             fields,
+            arrow_types,
             encodings,
             options: WriteOptions {
                 statistics,
@@ -99,6 +104,33 @@ impl<W: Write> ParallelGroupWriter<W> {
             self.inner.write_row_group(batch.len() as u64, &leaves)?;
         }
         Ok(())
+    }
+
+    /// Appends one row group from Arrow arrays, one per column in schema order, of the types
+    /// the schema gives (`DataFrame::iter_chunks`' types) — except that a string column may
+    /// come as a dictionary of its strings (`output::dictionary_column`), which is stored
+    /// dictionary-encoded as it is, without hashing its rows again.
+    pub fn write_arrays(&mut self, columns: &[ArrayRef]) -> PolarsResult<()> {
+        let rows = columns.first().map_or(0, |c| c.len());
+        if columns.len() != self.arrow_types.len() {
+            polars_bail!(ShapeMismatch: "{} arrays for {} columns", columns.len(), self.arrow_types.len());
+        }
+        for ((array, expected), name) in columns.iter().zip(&self.arrow_types).zip(&self.names) {
+            let fits = match array.dtype() {
+                ArrowDataType::Dictionary(_, values, _) => **values == *expected,
+                other => other == expected,
+            };
+            if !fits || array.len() != rows {
+                polars_bail!(SchemaMismatch: "column {name}: {} rows of {:?}, expected {rows} of {expected:?}", array.len(), array.dtype());
+            }
+        }
+        if rows == 0 {
+            // As `write` with an empty frame: no row group.
+            return Ok(());
+        }
+        let encoded = encode_columns(columns, &self.fields, &self.encodings, self.options)?;
+        let leaves: Vec<Vec<CompressedPage>> = encoded.into_iter().flatten().collect();
+        self.inner.write_row_group(rows as u64, &leaves)
     }
 
     /// Writes the footer.

@@ -1,0 +1,221 @@
+//! A string column built as a dictionary of its distinct values and one key per row, for a
+//! Parquet writer to store dictionary-encoded without looking at the strings again.
+//!
+//! Why: the Parquet writer dictionary-encodes a string column by hashing every row's text twice
+//! (a cardinality estimate, then the dictionary itself), after the caller has formatted every
+//! row's text (36 bytes per UUID). A Bronze row group repeats a few thousand patient and device
+//! ids, one run id and a handful of quality flags over 131,072 rows: keyed by the value itself
+//! (16-byte UUIDs, a fast hash), only the distinct values are ever turned into text.
+//!
+//! The result is what the writer would have built: keys in the order values first appear, so
+//! the pages are the same bytes; and a column whose values are mostly distinct comes out plain,
+//! as the writer decides it (more than 128 rows, more than 3 in 4 distinct).
+
+use crate::id_hash::FastMap;
+use polars::prelude::{ArrayRef, PolarsResult};
+use polars_arrow::array::{DictionaryArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::bitmap::MutableBitmap;
+use polars_arrow::datatypes::{ArrowDataType, IntegerType};
+use std::hash::Hash;
+
+pub struct DictionaryColumn<V> {
+    keys: Vec<u32>,
+    /// Present from the first null on (a column without nulls needs none).
+    validity: Option<MutableBitmap>,
+    index: FastMap<V, u32>,
+    values: Vec<V>,
+}
+
+impl<V> Default for DictionaryColumn<V> {
+    fn default() -> Self {
+        DictionaryColumn {
+            keys: Vec::new(),
+            validity: None,
+            index: FastMap::default(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<V: Hash + Eq + Clone> DictionaryColumn<V> {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn push(&mut self, value: &V) {
+        // The previous row's value first: run ids and sources repeat row after row.
+        let repeated = self
+            .keys
+            .last()
+            .copied()
+            .filter(|k| self.values.get(*k as usize) == Some(value));
+        let key = match repeated.or_else(|| self.index.get(value).copied()) {
+            Some(key) => key,
+            None => {
+                let key = self.values.len() as u32;
+                self.index.insert(value.clone(), key);
+                self.values.push(value.clone());
+                key
+            }
+        };
+        self.keys.push(key);
+        if let Some(validity) = &mut self.validity {
+            validity.push(true);
+        }
+    }
+
+    pub fn push_null(&mut self) {
+        let rows = self.keys.len();
+        self.validity
+            .get_or_insert_with(|| {
+                let mut v = MutableBitmap::with_capacity(rows + 1);
+                v.extend_constant(rows, true);
+                v
+            })
+            .push(false);
+        self.keys.push(0);
+    }
+
+    pub fn push_option(&mut self, value: Option<&V>) {
+        match value {
+            Some(v) => self.push(v),
+            None => self.push_null(),
+        }
+    }
+
+    /// The column as an Arrow array of strings, each distinct value written once by `text`:
+    /// dictionary-encoded, or plain when most values are distinct.
+    pub fn finish(self, text: impl Fn(&V, &mut String)) -> PolarsResult<ArrayRef> {
+        let mut buffer = String::new();
+        let mut texts: Vec<String> = Vec::with_capacity(self.values.len());
+        for v in &self.values {
+            buffer.clear();
+            text(v, &mut buffer);
+            texts.push(buffer.clone());
+        }
+        let validity = self.validity.map(|v| v.freeze());
+        let rows = self.keys.len();
+        if rows > 128 && texts.len() * 4 > rows * 3 {
+            let plain: Utf8ViewArray = match &validity {
+                None => Utf8ViewArray::from_slice_values(
+                    self.keys
+                        .iter()
+                        .map(|k| texts[*k as usize].as_str())
+                        .collect::<Vec<_>>(),
+                ),
+                Some(valid) => Utf8ViewArray::from_slice(
+                    self.keys
+                        .iter()
+                        .zip(valid.iter())
+                        .map(|(k, ok)| ok.then(|| texts[*k as usize].as_str()))
+                        .collect::<Vec<_>>(),
+                ),
+            };
+            return Ok(Box::new(plain));
+        }
+        let values = Utf8ViewArray::from_slice_values(&texts);
+        let keys = PrimitiveArray::<u32>::new(ArrowDataType::UInt32, self.keys.into(), validity);
+        let dtype = ArrowDataType::Dictionary(
+            IntegerType::UInt32,
+            Box::new(ArrowDataType::Utf8View),
+            false,
+        );
+        Ok(Box::new(DictionaryArray::<u32>::try_new(
+            dtype,
+            keys,
+            Box::new(values),
+        )?))
+    }
+}
+
+/// A string column of a frame, dictionary-encoded by value (its rows are hashed once, and
+/// not at all where a row repeats the one before).
+pub fn from_strings(ca: &polars::prelude::StringChunked) -> PolarsResult<ArrayRef> {
+    let mut column = DictionaryColumn::<&str>::default();
+    for v in ca.iter() {
+        column.push_option(v.as_ref());
+    }
+    column.finish(|s, out| out.push_str(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::parquet_groups::ParallelGroupWriter;
+    use polars::prelude::*;
+
+    fn file_of_frame(df: &DataFrame) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = ParallelGroupWriter::lake(&mut out, df.schema()).expect("writer");
+        w.write(df).expect("write");
+        w.finish().expect("finish");
+        out
+    }
+
+    /// A repeated column with nulls, a constant one and a mostly distinct one: written from
+    /// dictionaries, the file is the one the writer makes from the strings themselves.
+    #[test]
+    fn dictionaries_write_the_bytes_the_writer_makes_from_strings() {
+        for rows in [1_000usize, 100, 0] {
+            let kind = |i: usize| (i % 7 != 3).then(|| format!("kind-{}", (i * 31) % 5));
+            let distinct = |i: usize| format!("id-{:05}", i * 7);
+            let df = DataFrame::new_infer_height(vec![
+                Column::new("kind".into(), (0..rows).map(kind).collect::<Vec<_>>()),
+                Column::new("run".into(), vec!["run-1"; rows]),
+                Column::new("id".into(), (0..rows).map(distinct).collect::<Vec<_>>()),
+                Column::new("n".into(), (0..rows as i64).collect::<Vec<_>>()),
+            ])
+            .expect("frame");
+
+            let (mut kinds, mut runs, mut ids) = (
+                DictionaryColumn::<String>::default(),
+                DictionaryColumn::<&str>::default(),
+                DictionaryColumn::<String>::default(),
+            );
+            for i in 0..rows {
+                kinds.push_option(kind(i).as_ref());
+                runs.push(&"run-1");
+                ids.push(&distinct(i));
+            }
+            let text = |s: &String, out: &mut String| out.push_str(s);
+            let arrays = vec![
+                kinds.finish(text).expect("kinds"),
+                runs.finish(|s, out| out.push_str(s)).expect("runs"),
+                ids.finish(text).expect("ids"),
+                df.column("n")
+                    .expect("n")
+                    .as_materialized_series()
+                    .to_arrow(0, CompatLevel::newest()),
+            ];
+            assert_eq!(
+                matches!(arrays[2].dtype(), ArrowDataType::Dictionary(..)),
+                rows <= 128,
+                "{rows} rows: a mostly distinct column is a dictionary only in small groups"
+            );
+            let mut ours = Vec::new();
+            let mut w = ParallelGroupWriter::lake(&mut ours, df.schema()).expect("writer");
+            w.write_arrays(&arrays).expect("write");
+            w.finish().expect("finish");
+            assert!(ours == file_of_frame(&df), "{rows} rows: the files differ");
+        }
+    }
+
+    #[test]
+    fn arrays_that_do_not_match_the_schema_are_refused() {
+        let df = DataFrame::new_infer_height(vec![Column::new("n".into(), vec![1i64, 2])])
+            .expect("frame");
+        let mut out = Vec::new();
+        let mut w = ParallelGroupWriter::lake(&mut out, df.schema()).expect("writer");
+        let mut strings = DictionaryColumn::<&str>::default();
+        strings.push(&"a");
+        strings.push(&"b");
+        let err = w
+            .write_arrays(&[strings.finish(|s, o| o.push_str(s)).expect("array")])
+            .expect_err("a string array for an integer column");
+        assert!(err.to_string().contains("column n"), "{err}");
+    }
+}
