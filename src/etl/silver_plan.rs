@@ -11,7 +11,7 @@ use super::silver::SilverCounts;
 use crate::id_hash::{FastMap, FastSet};
 use polars::prelude::{IdxSize, Int64Chunked, StringChunked};
 use rayon::prelude::*;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Reasons a row is set aside before deduplication, one bit each, in the order they are named.
@@ -60,16 +60,36 @@ fn parse_id(s: Option<&str>) -> Option<u128> {
     s.and_then(|s| Uuid::try_parse(s).ok()).map(|u| u.as_u128())
 }
 
-/// Each row's string as its rank among the column's distinct values (nulls first).
+/// Each row's string as its rank among the column's distinct values (nulls first). The
+/// columns ranked (ingest run, source) hold a few values repeated row after row: a row equal
+/// to the one before costs a comparison, not a hash.
 fn rank_strings(ca: &StringChunked) -> Vec<u32> {
-    let mut distinct: Vec<Option<&str>> = ca.iter().collect::<HashSet<_>>().into_iter().collect();
+    let mut distinct: FastSet<Option<&str>> = FastSet::default();
+    let mut last = None;
+    for v in ca.iter() {
+        if last != Some(v) {
+            distinct.insert(v);
+            last = Some(v);
+        }
+    }
+    let mut distinct: Vec<Option<&str>> = distinct.into_iter().collect();
     distinct.sort_unstable();
-    let rank: HashMap<Option<&str>, u32> = distinct
+    let rank: FastMap<Option<&str>, u32> = distinct
         .into_iter()
         .enumerate()
         .map(|(i, v)| (v, i as u32))
         .collect();
-    ca.iter().map(|v| rank[&v]).collect()
+    let mut out = Vec::with_capacity(ca.len());
+    let mut last: Option<(Option<&str>, u32)> = None;
+    for v in ca.iter() {
+        let r = match last {
+            Some((lv, r)) if lv == v => r,
+            _ => rank[&v],
+        };
+        last = Some((v, r));
+        out.push(r);
+    }
+    out
 }
 
 /// The distinct ids of the rows `keep` selects, sorted, and each one's rank.
@@ -105,6 +125,52 @@ fn rank_rows(ids: &[u128], flags: &[u8]) -> (Vec<u128>, Vec<u32>) {
         .map(|(id, &f)| if f == 0 { rank[id] } else { 0 })
         .collect();
     (sorted, of_row)
+}
+
+/// Shards of `later_copies`: a day's ten million keys in one hash set missed the cache on
+/// nearly every insert (a serial second or more); a sixty-fourth of them fits in it.
+const SHARDS: usize = 64;
+
+/// The rows (given in arrival order) whose key an earlier row already had. Rows are shared out
+/// by key hash, so all copies of a key meet in one shard, in arrival order; shards run in
+/// parallel.
+fn later_copies<K>(rows: &[u32], key: impl Fn(u32) -> K + Sync) -> Vec<u32>
+where
+    K: std::hash::Hash + Eq + Copy + Send + Sync,
+{
+    use std::hash::BuildHasher;
+    let hasher = crate::id_hash::FastState::default();
+    // Bits the set's buckets (low bits) and tags (top seven) do not use.
+    let shard_of = |k: &K| (hasher.hash_one(k) >> 32) as usize % SHARDS;
+    // Each block of rows split by shard on its own core; blocks stay in arrival order.
+    let blocks: Vec<Vec<Vec<(K, u32)>>> = rows
+        .par_chunks(1 << 20)
+        .map(|block| {
+            let mut shards: Vec<Vec<(K, u32)>> = (0..SHARDS)
+                .map(|_| Vec::with_capacity(block.len() / SHARDS * 5 / 4))
+                .collect();
+            for &row in block {
+                let k = key(row);
+                shards[shard_of(&k)].push((k, row));
+            }
+            shards
+        })
+        .collect();
+    (0..SHARDS)
+        .into_par_iter()
+        .flat_map_iter(|s| {
+            let len = blocks.iter().map(|b| b[s].len()).sum();
+            let mut seen: FastSet<K> = FastSet::default();
+            seen.reserve(len);
+            let mut later = Vec::new();
+            for &(k, row) in blocks.iter().flat_map(|b| &b[s]) {
+                if !seen.insert(k) {
+                    later.push(row);
+                }
+            }
+            later
+        })
+        .collect()
 }
 
 /// Plans the day that starts at `day_start` (UTC ms).
@@ -204,23 +270,23 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
             .collect();
         drop((run_rank, source_rank));
         by_arrival.par_sort_unstable();
-        let mut seen_messages: FastSet<u128> = FastSet::default();
-        seen_messages.reserve(by_arrival.len());
+        let arrival: Vec<u32> = by_arrival.into_iter().map(|(.., row)| row).collect();
+        for row in later_copies(&arrival, |row| message[row as usize]) {
+            counts.duplicate_message_id += 1;
+            flags[row as usize] = DUPLICATE;
+        }
         // A device's sample: its rank and the time in the day, packed in one u64.
-        let mut seen_samples: FastSet<u64> = FastSet::default();
-        seen_samples.reserve(by_arrival.len());
-        for &(.., row) in &by_arrival {
+        let first_copies: Vec<u32> = arrival
+            .into_iter()
+            .filter(|&row| flags[row as usize] == 0)
+            .collect();
+        let sample = |row: u32| {
             let i = row as usize;
-            if !seen_messages.insert(message[i]) {
-                counts.duplicate_message_id += 1;
-                flags[i] = DUPLICATE;
-                continue;
-            }
-            let sample = (u64::from(device_of[i]) << 32) | u64::from(offset_in_day(i));
-            if !seen_samples.insert(sample) {
-                counts.duplicate_device_time += 1;
-                flags[i] = DUPLICATE;
-            }
+            (u64::from(device_of[i]) << 32) | u64::from(offset_in_day(i))
+        };
+        for row in later_copies(&first_copies, sample) {
+            counts.duplicate_device_time += 1;
+            flags[row as usize] = DUPLICATE;
         }
     }
     drop(message);
