@@ -275,6 +275,8 @@ pub struct Combination {
     pub name: String,
     pub severity: Severity,
     pub all: Vec<Condition>,
+    /// `{id}_{name}`: the alert engine's rule id, made once rather than per firing sample.
+    pub rule_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -793,6 +795,7 @@ fn validate_combinations(raw: Vec<RawCombination>) -> Result<Vec<Combination>, T
             all.push(parsed);
         }
         out.push(Combination {
+            rule_id: format!("{}_{}", c.id, c.name),
             id: c.id,
             name: c.name,
             severity: c.severity,

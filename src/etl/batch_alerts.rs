@@ -10,7 +10,7 @@
 //! Patients are independent in the engine, so they run in parallel.
 
 use super::frame::Columns;
-use super::rows::MeasurementRows;
+use super::rows::{MeasurementRows, Repeats};
 use super::silver::Reference;
 use super::EtlError;
 use crate::domain::alerts::{Alert, AlertEngine, AlertEvent, EngineState, PatientContext};
@@ -83,9 +83,9 @@ pub fn run_day(
                     patient_id: id,
                     birth_date: p.birth_date,
                 };
-                let mut firmware = None;
+                let mut repeats = Repeats::default();
                 for i in range {
-                    let m = rows.measurement(i, id, &mut firmware);
+                    let m = rows.measurement(i, id, &mut repeats);
                     keep(engine.on_watermark(m.recorded_at));
                     keep(engine.on_sample(&ctx, &m));
                 }

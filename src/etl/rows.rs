@@ -46,6 +46,15 @@ impl<'a> Rows<'a, StringType> {
     }
 }
 
+/// Values of the previous row that the next one usually repeats (a patient's device and its
+/// firmware change rarely): kept between calls so that a repeat costs a comparison, not a
+/// UUID parse or an allocation.
+#[derive(Default)]
+pub struct Repeats<'a> {
+    firmware: Option<Arc<str>>,
+    device: Option<(&'a str, Uuid)>,
+}
+
 /// The columns of a Bronze or Silver frame that make up a measurement, fetched once.
 pub struct MeasurementRows<'a> {
     /// Absent from frames the caller does not need ids from.
@@ -104,17 +113,26 @@ impl<'a> MeasurementRows<'a> {
         &self,
         i: usize,
         patient_id: Uuid,
-        firmware: &mut Option<Arc<str>>,
+        repeats: &mut Repeats<'a>,
     ) -> Measurement {
-        let id = |ca: &Rows<'a, StringType>| {
-            ca.text(i)
-                .and_then(|s| Uuid::try_parse(s).ok())
+        let parse = |text: Option<&str>| {
+            text.and_then(|s| Uuid::try_parse(s).ok())
                 .unwrap_or_default()
         };
+        let id = |ca: &Rows<'a, StringType>| parse(ca.text(i));
         let fw = self.firmware.text(i);
-        if firmware.as_deref() != fw {
-            *firmware = fw.map(Arc::from);
+        if repeats.firmware.as_deref() != fw {
+            repeats.firmware = fw.map(Arc::from);
         }
+        let device_text = self.device.text(i);
+        let device_id = match (repeats.device, device_text) {
+            (Some((text, id)), Some(now)) if text == now => id,
+            (_, now) => {
+                let id = parse(now);
+                repeats.device = now.map(|text| (text, id));
+                id
+            }
+        };
         let int = |ca: &Rows<'a, Int16Type>| ca.get(i).map(i32::from);
         Measurement {
             schema_version: 1,
@@ -122,7 +140,7 @@ impl<'a> MeasurementRows<'a> {
             // the row's decoding.
             message_id: self.message_id.as_ref().map(id).unwrap_or_default(),
             patient_id,
-            device_id: id(&self.device),
+            device_id,
             recorded_at: UtcMillis(self.recorded.get(i).unwrap_or_default()),
             vitals: Vitals {
                 spo2_pct: self.spo2.get(i),
@@ -138,7 +156,7 @@ impl<'a> MeasurementRows<'a> {
             device: DeviceStatus {
                 battery_pct: int(&self.battery),
                 signal_quality_pct: int(&self.signal),
-                firmware_version: firmware.clone(),
+                firmware_version: repeats.firmware.clone(),
             },
             quality_flag: self
                 .quality

@@ -213,7 +213,7 @@ fn read_bronze(
         .map_err(|e| input_err(e.to_string()))?;
     let columns = Columns::new(&df, "Bronze");
     let rows = MeasurementRows::with_message_ids(&columns).map_err(|e| input_err(e.to_string()))?;
-    let mut firmware = None;
+    let mut repeats = crate::etl::rows::Repeats::default();
     let mut payload = Vec::with_capacity(512);
     for i in 0..df.height() {
         let patient = rows
@@ -221,7 +221,7 @@ fn read_bronze(
             .get(i)
             .and_then(|s| uuid::Uuid::try_parse(s).ok())
             .unwrap_or_default();
-        let m = rows.measurement(i, patient, &mut firmware);
+        let m = rows.measurement(i, patient, &mut repeats);
         payload.clear();
         wire::write_json(&m, &mut payload);
         progress(1);

@@ -3,12 +3,11 @@
 use super::actions::{suggested_actions, title};
 use super::{alert_id, Alert, AlertEvent, AlertStatus};
 use crate::domain::heat_index::heat_index_c;
-use crate::domain::thresholds::{Condition, Severity, Thresholds, Tier, Vital};
-use crate::domain::time::{UtcMillis, MS_PER_SECOND};
-use crate::domain::Measurement;
+use crate::domain::thresholds::{Combination, Condition, Severity, Thresholds, Tier, Vital};
+use crate::domain::time::{UtcMillis, MS_PER_DAY, MS_PER_SECOND};
+use crate::domain::{Measurement, Vitals};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -23,10 +22,13 @@ pub struct PatientContext {
     pub birth_date: NaiveDate,
 }
 
+/// The tier of each vital of `Vital::ALL` for one sample, where it has one.
+type Tiers = [Option<Tier>; Vital::ALL.len()];
+
 /// A rule met by one sample.
 #[derive(Debug, Clone)]
 struct Firing<'t> {
-    rule_id: Cow<'t, str>,
+    rule_id: &'t str,
     /// Rules of one family share inputs: when the inputs are present and the rule is not met,
     /// its streak breaks and its open alert may resolve.
     family: &'t str,
@@ -51,7 +53,23 @@ enum Why<'t> {
         limit: f64,
     },
     Pain(i32),
-    Said(Vec<String>),
+    /// Every condition of the combination met by these vitals and tiers.
+    Combination {
+        combination: &'t Combination,
+        vitals: Vitals,
+        tiers: Tiers,
+    },
+    BatteryLow {
+        battery: i32,
+        limit: i32,
+    },
+    SignalPoor {
+        limit: i32,
+        seconds: i64,
+    },
+    Flatline {
+        seconds: i64,
+    },
 }
 
 impl Why<'_> {
@@ -69,8 +87,50 @@ impl Why<'_> {
             )],
             Why::Spo2Below { spo2, limit } => vec![format!("spo2_pct {spo2} is below {limit}")],
             Why::Pain(pain) => vec![format!("pain_scale {pain}")],
-            Why::Said(words) => words.clone(),
+            Why::Combination {
+                combination,
+                vitals,
+                tiers,
+            } => combination
+                .all
+                .iter()
+                .filter_map(|condition| match condition {
+                    Condition::AtLeast { vital, .. } => {
+                        let tier = tier_of(tiers, *vital)?;
+                        let v = vital_value(vitals, *vital)?;
+                        Some(format!("{} {v} is {}", vital.field(), tier.as_str()))
+                    }
+                    Condition::Min { field, min } => {
+                        let v = scalar_value(vitals, field)?;
+                        Some(format!("{field} {v} >= {min}"))
+                    }
+                })
+                .collect(),
+            Why::BatteryLow { battery, limit } => {
+                vec![format!("battery_pct {battery} < {limit}")]
+            }
+            Why::SignalPoor { limit, seconds } => {
+                vec![format!("signal_quality_pct below {limit} for {seconds} s")]
+            }
+            Why::Flatline { seconds } => vec![format!(
+                "identical readings on >= 2 of spo2/heart rate/respiratory rate for {seconds} s"
+            )],
         }
+    }
+}
+
+fn tier_of(tiers: &Tiers, vital: Vital) -> Option<Tier> {
+    Vital::ALL
+        .iter()
+        .position(|v| *v == vital)
+        .and_then(|i| tiers[i])
+}
+
+/// The scalar a `min` condition reads (`pain` or `activity_level`, checked at load).
+fn scalar_value(vitals: &Vitals, field: &str) -> Option<f64> {
+    match field {
+        "pain" => vitals.pain_scale.map(f64::from),
+        _ => vitals.activity_level.map(f64::from),
     }
 }
 
@@ -202,6 +262,12 @@ pub struct AlertEngine<'t> {
     /// wording each update cost more than evaluating the sample; the words are written when
     /// the alert is read (`state`, `into_state`, `open_alerts`) or leaves the open set.
     unworded: HashMap<Uuid, (Uuid, Why<'t>)>,
+    /// The rules the current sample meets and the rule families whose inputs it carries:
+    /// buffers kept between samples, as allocating them per sample showed in profiles.
+    firings: Vec<Firing<'t>>,
+    present: Vec<&'t str>,
+    /// The last age group looked up: consecutive samples are mostly one patient's on one day.
+    age_group_memo: Option<(PatientContext, i64, Option<usize>)>,
 }
 
 fn vital_family(v: Vital) -> &'static str {
@@ -216,8 +282,7 @@ fn vital_family(v: Vital) -> &'static str {
     }
 }
 
-fn vital_value(m: &Measurement, v: Vital) -> Option<f64> {
-    let x = &m.vitals;
+fn vital_value(x: &Vitals, v: Vital) -> Option<f64> {
     match v {
         Vital::TemperatureC => x.temperature_c,
         Vital::Spo2Pct => x.spo2_pct,
@@ -241,6 +306,22 @@ impl<'t> AlertEngine<'t> {
             thresholds,
             state,
             unworded: HashMap::new(),
+            firings: Vec::new(),
+            present: Vec::new(),
+            age_group_memo: None,
+        }
+    }
+
+    /// The patient's age group at the sample's date (`Thresholds::age_group_index`).
+    fn age_group(&mut self, ctx: &PatientContext, at: UtcMillis) -> Option<usize> {
+        let day = at.0.div_euclid(MS_PER_DAY);
+        match self.age_group_memo {
+            Some((memo_ctx, memo_day, group)) if memo_ctx == *ctx && memo_day == day => group,
+            _ => {
+                let group = self.thresholds.age_group_index(ctx.birth_date, at);
+                self.age_group_memo = Some((*ctx, day, group));
+                group
+            }
         }
     }
 
@@ -301,23 +382,23 @@ impl<'t> AlertEngine<'t> {
         secs as i64 * MS_PER_SECOND
     }
 
-    /// The rules this sample meets, and the families whose inputs it carries.
+    /// Fills `firings` with the rules this sample meets and `present` with the families
+    /// whose inputs it carries. `group`: the patient's age group at the sample's time.
     fn evaluate(
         t: &'t Thresholds,
-        ctx: &PatientContext,
+        group: Option<usize>,
         m: &Measurement,
         st: &mut PatientState,
-    ) -> (Vec<Firing<'t>>, Vec<&'t str>) {
+        firings: &mut Vec<Firing<'t>>,
+        present: &mut Vec<&'t str>,
+    ) {
         let at = m.recorded_at.0;
-        let mut firings = Vec::new();
-        let mut present: Vec<&'t str> = Vec::new();
-        let group = t.age_group_index(ctx.birth_date, m.recorded_at);
         // Excluded quality flags (SPEC §2.3) never feed vital rules; missing values never fire.
         if let (true, Some(g)) = (m.quality_flag.is_trend_eligible(), group) {
             let group_id = &t.age_groups[g].id;
-            let mut tiers: [Option<Tier>; Vital::ALL.len()] = [None; Vital::ALL.len()];
+            let mut tiers: Tiers = [None; Vital::ALL.len()];
             for (i, vital) in Vital::ALL.into_iter().enumerate() {
-                let Some(value) = vital_value(m, vital) else {
+                let Some(value) = vital_value(&m.vitals, vital) else {
                     continue;
                 };
                 let Some(tier) = t.classify(vital, g, value) else {
@@ -328,7 +409,7 @@ impl<'t> AlertEngine<'t> {
                 present.push(family);
                 if let Some(severity) = tier.severity() {
                     firings.push(Firing {
-                        rule_id: Cow::Borrowed(vital_rule_id(vital, tier)),
+                        rule_id: vital_rule_id(vital, tier),
                         family,
                         severity,
                         needs_persistence: true,
@@ -344,7 +425,7 @@ impl<'t> AlertEngine<'t> {
             if let (Some(spo2), Some(limit)) = (m.vitals.spo2_pct, t.spo2_critical_below()) {
                 if spo2 < limit {
                     firings.push(Firing {
-                        rule_id: Cow::Borrowed("spo2_critical"),
+                        rule_id: "spo2_critical",
                         family: "spo2",
                         severity: Severity::Critical,
                         needs_persistence: false,
@@ -364,7 +445,11 @@ impl<'t> AlertEngine<'t> {
                 };
                 if let Some(severity) = severity {
                     firings.push(Firing {
-                        rule_id: Cow::Owned(format!("pain_{}", severity.as_str())),
+                        rule_id: if severity == Severity::Critical {
+                            "pain_critical"
+                        } else {
+                            "pain_alert"
+                        },
                         family: "pain",
                         severity,
                         needs_persistence: false,
@@ -373,57 +458,39 @@ impl<'t> AlertEngine<'t> {
                 }
             }
             for combo in &t.combinations {
-                let mut triggers = Vec::new();
+                // The words are written only if the combination opens or updates an alert
+                // (`Why::words`): most samples meet a condition or two without firing.
                 let mut all_present = true;
                 let mut all_met = true;
                 for cond in &combo.all {
                     match cond {
                         Condition::AtLeast { vital, level } => {
-                            let tier = Vital::ALL
-                                .iter()
-                                .position(|v| v == vital)
-                                .and_then(|i| tiers[i]);
-                            match (tier, vital_value(m, *vital)) {
-                                (Some(tier), Some(v)) => {
-                                    let met = tier.worse_side_level() >= level.level();
-                                    all_met &= met;
-                                    if met {
-                                        triggers.push(format!(
-                                            "{} {v} is {}",
-                                            vital.field(),
-                                            tier.as_str()
-                                        ));
-                                    }
+                            match (tier_of(&tiers, *vital), vital_value(&m.vitals, *vital)) {
+                                (Some(tier), Some(_)) => {
+                                    all_met &= tier.worse_side_level() >= level.level();
                                 }
                                 _ => all_present = false,
                             }
                         }
-                        Condition::Min { field, min } => {
-                            let v = match field.as_str() {
-                                "pain" => m.vitals.pain_scale.map(f64::from),
-                                _ => m.vitals.activity_level.map(f64::from),
-                            };
-                            match v {
-                                Some(v) => {
-                                    all_met &= v >= *min;
-                                    if v >= *min {
-                                        triggers.push(format!("{field} {v} >= {min}"));
-                                    }
-                                }
-                                None => all_present = false,
-                            }
-                        }
+                        Condition::Min { field, min } => match scalar_value(&m.vitals, field) {
+                            Some(v) => all_met &= v >= *min,
+                            None => all_present = false,
+                        },
                     }
                 }
                 if all_present {
                     present.push(&combo.id);
                     if all_met {
                         firings.push(Firing {
-                            rule_id: Cow::Owned(format!("{}_{}", combo.id, combo.name)),
+                            rule_id: &combo.rule_id,
                             family: &combo.id,
                             severity: combo.severity,
                             needs_persistence: false,
-                            why: Why::Said(triggers),
+                            why: Why::Combination {
+                                combination: combo,
+                                vitals: m.vitals.clone(),
+                                tiers,
+                            },
                         });
                     }
                 }
@@ -438,7 +505,10 @@ impl<'t> AlertEngine<'t> {
                     "device_battery_low",
                     "battery",
                     Severity::Warn,
-                    format!("battery_pct {battery} < {}", d.battery_low_pct),
+                    Why::BatteryLow {
+                        battery,
+                        limit: d.battery_low_pct,
+                    },
                 ));
             }
         }
@@ -451,11 +521,10 @@ impl<'t> AlertEngine<'t> {
                         "device_signal_poor",
                         "signal",
                         Severity::Warn,
-                        format!(
-                            "signal_quality_pct below {} for {} s",
-                            d.signal_poor_pct,
-                            (at - since) / MS_PER_SECOND
-                        ),
+                        Why::SignalPoor {
+                            limit: d.signal_poor_pct,
+                            seconds: (at - since) / MS_PER_SECOND,
+                        },
                     ));
                 }
             } else {
@@ -476,19 +545,25 @@ impl<'t> AlertEngine<'t> {
                             "device_flatline",
                             "flatline",
                             Severity::Alert,
-                            format!("identical readings on >= 2 of spo2/heart rate/respiratory rate for {} s", (at - since) / MS_PER_SECOND),
+                            Why::Flatline {
+                                seconds: (at - since) / MS_PER_SECOND,
+                            },
                         ));
                     }
                 }
                 _ => st.flat = Some((at, reading)),
             }
         }
-        (firings, present)
     }
 
     /// Feeds one valid sample (in event-time order per patient) and returns what changed.
     pub fn on_sample(&mut self, ctx: &PatientContext, m: &Measurement) -> Vec<AlertEvent> {
         let t = self.thresholds;
+        let group = self.age_group(ctx, m.recorded_at);
+        let mut firings = std::mem::take(&mut self.firings);
+        let mut present = std::mem::take(&mut self.present);
+        firings.clear();
+        present.clear();
         // In place: taking the patient out of the map and putting them back cost a node
         // allocation per sample.
         let st = self.state.patients.entry(ctx.patient_id).or_default();
@@ -508,7 +583,7 @@ impl<'t> AlertEngine<'t> {
             st.signal_poor_since = None;
             st.flat = None;
         }
-        let (firings, present) = Self::evaluate(t, ctx, m, st);
+        Self::evaluate(t, group, m, st, &mut firings, &mut present);
         let fired = |rule: &str| firings.iter().any(|f| f.rule_id == rule);
         // Streaks break, and open alerts may resolve, for every rule whose inputs this sample
         // carries but which it does not meet.
@@ -539,8 +614,8 @@ impl<'t> AlertEngine<'t> {
                 events.push(AlertEvent::AutoResolved(a));
             }
         }
-        for f in firings {
-            let since = match st.streaks.get(&*f.rule_id) {
+        for f in firings.drain(..) {
+            let since = match st.streaks.get(f.rule_id) {
                 Some(since) => *since,
                 None => {
                     st.streaks.insert(f.rule_id.to_string(), at);
@@ -555,7 +630,7 @@ impl<'t> AlertEngine<'t> {
             if at - since < needed {
                 continue;
             }
-            match st.open.get_mut(&*f.rule_id) {
+            match st.open.get_mut(f.rule_id) {
                 Some(open) => {
                     open.last_seen_at = m.recorded_at;
                     open.vitals_snapshot = m.vitals.clone();
@@ -572,7 +647,7 @@ impl<'t> AlertEngine<'t> {
                     let first = UtcMillis(since);
                     let triggers = f.why.words();
                     let alert = Alert {
-                        alert_id: alert_id(ctx.patient_id, &f.rule_id, first),
+                        alert_id: alert_id(ctx.patient_id, f.rule_id, first),
                         patient_id: ctx.patient_id,
                         device_id: m.device_id,
                         title: title(f.family, f.severity),
@@ -588,13 +663,15 @@ impl<'t> AlertEngine<'t> {
                         escalation_level: 0,
                         occurrences: 1,
                     };
-                    st.open.insert(f.rule_id.into_owned(), alert.clone());
+                    st.open.insert(f.rule_id.to_string(), alert.clone());
                     events.push(AlertEvent::Opened(alert));
                 }
             }
         }
         st.last_sample_at = Some(at.max(st.last_sample_at.unwrap_or(i64::MIN)));
         st.last_device_id = Some(m.device_id);
+        self.firings = firings;
+        self.present = present;
         events
     }
 
@@ -645,14 +722,14 @@ fn device_firing(
     rule: &'static str,
     family: &'static str,
     severity: Severity,
-    trigger: String,
+    why: Why<'static>,
 ) -> Firing<'static> {
     Firing {
-        rule_id: Cow::Borrowed(rule),
+        rule_id: rule,
         family,
         severity,
         needs_persistence: false,
-        why: Why::Said(vec![trigger]),
+        why,
     }
 }
 

@@ -212,7 +212,15 @@ fn alerts_combinations_fire_critical_with_their_triggers() {
         .find(|a| a.rule_id == "C1_fever_hypoxia")
         .expect("C1");
     assert_eq!(c1.severity, Severity::Critical);
-    assert_eq!(c1.trigger_conditions.len(), 2);
+    // Worded from the sample when the alert opens, in the order of the rule's conditions.
+    assert_eq!(
+        c1.trigger_conditions,
+        ["temperature_c 38.2 is alert", "spo2_pct 92 is alert"]
+    );
+    assert_eq!(
+        c1.message,
+        "temperature_c 38.2 is alert; spo2_pct 92 is alert"
+    );
     assert!(!c1.suggested_actions.is_empty());
     // Hypothermia is not "fever": the low side never satisfies `at_least`.
     let mut e = AlertEngine::new(&t);
@@ -247,10 +255,27 @@ fn alerts_device_rules_read_excluded_samples_too() {
     m.device.battery_pct = Some(12);
     m.quality_flag = QualityFlag::UserRemoved;
     m.vitals = Vitals::default();
+    let events = e.on_sample(&adult(), &m);
+    assert_eq!(rules(&events), ["open device_battery_low"]);
     assert_eq!(
-        rules(&e.on_sample(&adult(), &m)),
-        ["open device_battery_low"]
+        events[0].alert().map(|a| a.trigger_conditions.clone()),
+        Some(vec!["battery_pct 12 < 15".to_string()])
     );
+    // An update is worded from the latest sample when the alert is read.
+    let mut later = m.clone();
+    later.recorded_at = UtcMillis(T0 + 30_000);
+    later.device.battery_pct = Some(11);
+    let update = e.on_sample(&adult(), &later);
+    let [AlertEvent::Updated {
+        patient_id,
+        alert_id,
+    }] = update.as_slice()
+    else {
+        panic!("expected one update, got {update:?}");
+    };
+    let open = e.state().open_alert(patient_id, alert_id).expect("open");
+    assert_eq!(open.trigger_conditions, ["battery_pct 11 < 15"]);
+    assert_eq!(open.occurrences, 2);
 }
 
 #[test]
