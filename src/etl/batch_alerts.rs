@@ -73,9 +73,9 @@ pub fn run_day(
             // alert id → its latest state; `None` for an update, whose state is read from
             // the engine at the end.
             let mut touched: BTreeMap<Uuid, Option<Alert>> = BTreeMap::new();
-            let mut keep = |events: Vec<AlertEvent>| {
-                for e in events {
-                    touched.insert(e.alert_id(), e.alert().cloned());
+            let mut keep = |events: &mut Vec<AlertEvent>| {
+                for e in events.drain(..) {
+                    touched.insert(e.alert_id(), e.into_alert());
                 }
             };
             if let (Some(range), Some(p)) = (range, reference.get(&id)) {
@@ -84,13 +84,15 @@ pub fn run_day(
                     birth_date: p.birth_date,
                 };
                 let mut repeats = Repeats::default();
+                let mut events = Vec::new();
                 for i in range {
                     let m = rows.measurement(i, id, &mut repeats);
-                    keep(engine.on_watermark(m.recorded_at));
-                    keep(engine.on_sample(&ctx, &m));
+                    keep(&mut engine.on_watermark(m.recorded_at));
+                    engine.on_sample_into(&ctx, &m, &mut events);
+                    keep(&mut events);
                 }
             }
-            keep(engine.on_watermark(day_end));
+            keep(&mut engine.on_watermark(day_end));
             let state = engine.into_state();
             let alerts = touched
                 .into_iter()

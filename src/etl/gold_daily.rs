@@ -188,8 +188,8 @@ fn patient_daily(
     let mut aggs = vec![
         len().cast(DataType::Int64).alias("samples"),
         eligible()
-            .cast(DataType::Int64)
             .sum()
+            .cast(DataType::Int64)
             .alias("trend_eligible_samples"),
         col("age_group").last().alias("age_group"),
     ];
@@ -356,19 +356,20 @@ fn quality_daily(
         len().cast(DataType::Int64).alias("samples"),
     ];
     for flag in QualityFlag::ALL {
+        // Counted, then cast: casting first made a ten-million-row Int64 column per flag.
         aggs.push(
             col("quality_flag")
                 .eq(lit(flag.code()))
-                .cast(DataType::Int64)
                 .sum()
+                .cast(DataType::Int64)
                 .alias(format!("flag_{}", flag.code())),
         );
     }
     aggs.push(
         col("quality_severity")
             .eq(lit(3i16))
-            .cast(DataType::Int64)
             .sum()
+            .cast(DataType::Int64)
             .alias("needs_review"),
     );
     let grouped = grouped_by(silver, "device_id", aggs, "quality_daily")?;
@@ -379,7 +380,7 @@ fn quality_daily(
     let day_start = UtcMillis::from_date(day.date).0;
     let day_end = day_start + MS_PER_DAY;
     let gap_ms = thresholds.device.silent_after_s as i64 * 1000;
-    let mut times: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut times: crate::id_hash::FastMap<&str, Vec<i64>> = Default::default();
     for (d, t) in device.iter().zip(recorded.iter()) {
         if let (Some(d), Some(t)) = (d, t) {
             times.entry(d).or_default().push(t);

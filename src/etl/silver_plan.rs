@@ -173,8 +173,74 @@ where
         .collect()
 }
 
+/// Sorts distinct keys (so that every sort gives the same order). Bronze is written in arrival
+/// order, so a day's rows mostly are in it already — a day of simulated Bronze has a handful of
+/// descents in ten million rows, where a parallel sort still moved every key a dozen times: a
+/// run-adaptive merge sort then costs a few passes. Other inputs get the parallel sort.
+fn sort_nearly_sorted<T: Ord + Send>(keys: &mut [T]) {
+    const FEW_RUNS: usize = 64;
+    let descents = keys
+        .windows(2)
+        .filter(|w| w[0] > w[1])
+        .take(FEW_RUNS)
+        .count();
+    if descents >= FEW_RUNS {
+        keys.par_sort_unstable();
+    } else if descents > 0 {
+        keys.sort();
+    }
+}
+
+/// The rows in play (flag 0) as sorted keys: patient rank in the top 32 bits, then
+/// `rest(row)` (which must end with the row, so that keys are distinct). Rows are first
+/// grouped by patient (a counting sort), then each patient's rows sorted on their own, in
+/// parallel: they arrive roughly in time order, which the merge sort turns into runs, where
+/// one sort of ten million random keys spent seconds.
+fn silver_order(
+    flags: &[u8],
+    patient_of: &[u32],
+    patients: usize,
+    rest: impl Fn(usize) -> u128,
+) -> Vec<u128> {
+    let mut starts = vec![0usize; patients + 1];
+    for (&f, &p) in flags.iter().zip(patient_of) {
+        if f == 0 {
+            starts[p as usize + 1] += 1;
+        }
+    }
+    for p in 0..patients {
+        starts[p + 1] += starts[p];
+    }
+    let mut keyed = vec![0u128; starts[patients]];
+    let mut next = starts.clone();
+    for (i, (&f, &p)) in flags.iter().zip(patient_of).enumerate() {
+        if f == 0 {
+            let slot = &mut next[p as usize];
+            keyed[*slot] = (u128::from(p) << 96) | rest(i);
+            *slot += 1;
+        }
+    }
+    let mut groups = Vec::with_capacity(patients);
+    let mut tail: &mut [u128] = &mut keyed;
+    for p in 0..patients {
+        let (group, after) = tail.split_at_mut(starts[p + 1] - starts[p]);
+        groups.push(group);
+        tail = after;
+    }
+    groups.into_par_iter().for_each(|group| group.sort());
+    keyed
+}
+
 /// Plans the day that starts at `day_start` (UTC ms).
 pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) -> RowPlan {
+    let started = std::time::Instant::now();
+    let step = |name: &str| {
+        tracing::debug!(
+            step = name,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "silver plan"
+        )
+    };
     let n = keys.message_id.len();
     let day_end = day_start + crate::domain::time::MS_PER_DAY;
     let mut counts = SilverCounts {
@@ -206,6 +272,8 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
                 *f |= WRONG_PARTITION;
             }
         });
+
+    step("ids parsed");
 
     // Erased patients' rows go nowhere (a late record must not bring them back).
     if !erased.is_empty() {
@@ -250,6 +318,7 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
     drop(patient);
     let (_, device_of) = rank_rows(&device, &flags);
     drop(device);
+    step("ranked");
     let offset_in_day =
         |i: usize| (keys.recorded_at.get(i).unwrap_or(day_start) - day_start) as u32;
     {
@@ -269,7 +338,8 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
             })
             .collect();
         drop((run_rank, source_rank));
-        by_arrival.par_sort_unstable();
+        sort_nearly_sorted(&mut by_arrival);
+        step("arrival order");
         let arrival: Vec<u32> = by_arrival.into_iter().map(|(.., row)| row).collect();
         for row in later_copies(&arrival, |row| message[row as usize]) {
             counts.duplicate_message_id += 1;
@@ -290,20 +360,14 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
         }
     }
     drop(message);
+    step("deduplicated");
 
     // Silver order, packed: patient rank, time in the day, device rank, row.
-    let mut keyed: Vec<u128> = (0..n)
-        .into_par_iter()
-        .filter(|&i| flags[i] == 0)
-        .map(|i| {
-            (u128::from(patient_of[i]) << 96)
-                | (u128::from(offset_in_day(i)) << 64)
-                | (u128::from(device_of[i]) << 32)
-                | i as u128
-        })
-        .collect();
+    let keyed = silver_order(&flags, &patient_of, patients.len(), |i| {
+        (u128::from(offset_in_day(i)) << 64) | (u128::from(device_of[i]) << 32) | i as u128
+    });
     drop((patient_of, device_of, flags));
-    keyed.par_sort_unstable();
+    step("silver order");
     let silver_rows = keyed.par_iter().map(|&k| k as u32 as IdxSize).collect();
     let silver_patient = keyed.par_iter().map(|&k| (k >> 96) as u32).collect();
     RowPlan {
@@ -425,6 +489,39 @@ mod tests {
         assert_eq!(plan.counts.duplicate_message_id, 1);
         assert_eq!(plan.counts.duplicate_device_time, 1);
         assert_eq!(plan.counts.quarantined_total(), 2);
+    }
+
+    #[test]
+    fn nearly_sorted_and_shuffled_keys_sort_alike() {
+        for descents in [0usize, 3, 500] {
+            let mut keys: Vec<u64> = (0..10_000).collect();
+            // Move `descents` keys far back: each makes one descent (or two).
+            for k in 0..descents {
+                let from = (k * 7_919) % keys.len();
+                let key = keys.remove(from);
+                keys.insert((from + 4_001) % keys.len(), key);
+            }
+            let mut expected = keys.clone();
+            expected.sort_unstable();
+            sort_nearly_sorted(&mut keys);
+            assert_eq!(keys, expected, "{descents} moved");
+        }
+    }
+
+    #[test]
+    fn silver_order_is_the_order_of_one_full_sort() {
+        // Rows of 7 patients, times going back and forth, some rows out of play.
+        let n = 5_000usize;
+        let patient_of: Vec<u32> = (0..n).map(|i| ((i * 7919) % 7) as u32).collect();
+        let flags: Vec<u8> = (0..n).map(|i| u8::from(i % 11 == 3)).collect();
+        let time = |i: usize| ((i * 104_729) % 977) as u128;
+        let rest = |i: usize| (time(i) << 64) | i as u128;
+        let mut expected: Vec<u128> = (0..n)
+            .filter(|&i| flags[i] == 0)
+            .map(|i| (u128::from(patient_of[i]) << 96) | rest(i))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(silver_order(&flags, &patient_of, 7, rest), expected);
     }
 
     #[test]

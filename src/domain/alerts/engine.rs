@@ -558,6 +558,19 @@ impl<'t> AlertEngine<'t> {
 
     /// Feeds one valid sample (in event-time order per patient) and returns what changed.
     pub fn on_sample(&mut self, ctx: &PatientContext, m: &Measurement) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        self.on_sample_into(ctx, m, &mut events);
+        events
+    }
+
+    /// `on_sample`, appending what changed to `events`: a caller feeding many samples keeps
+    /// one vector rather than receiving a new one for every sample that updates an alert.
+    pub fn on_sample_into(
+        &mut self,
+        ctx: &PatientContext,
+        m: &Measurement,
+        events: &mut Vec<AlertEvent>,
+    ) {
         let t = self.thresholds;
         let group = self.age_group(ctx, m.recorded_at);
         let mut firings = std::mem::take(&mut self.firings);
@@ -568,7 +581,6 @@ impl<'t> AlertEngine<'t> {
         // allocation per sample.
         let st = self.state.patients.entry(ctx.patient_id).or_default();
         let at = m.recorded_at.0;
-        let mut events = Vec::new();
         // A sample ends a silence.
         if let Some(mut silent) = st.open.remove("device_silent") {
             Self::word(&mut self.unworded, &mut silent);
@@ -588,15 +600,8 @@ impl<'t> AlertEngine<'t> {
         // Streaks break, and open alerts may resolve, for every rule whose inputs this sample
         // carries but which it does not meet.
         let families_present = |family: &str| present.contains(&family);
-        let broken: Vec<String> = st
-            .streaks
-            .keys()
-            .filter(|rule| !fired(rule) && families_present(family_of(rule)))
-            .cloned()
-            .collect();
-        for rule in broken {
-            st.streaks.remove(&rule);
-        }
+        st.streaks
+            .retain(|rule, _| fired(rule) || !families_present(family_of(rule)));
         let quiet: Vec<String> = st
             .open
             .iter()
@@ -672,7 +677,6 @@ impl<'t> AlertEngine<'t> {
         st.last_device_id = Some(m.device_id);
         self.firings = firings;
         self.present = present;
-        events
     }
 
     /// Event time has reached `watermark` for every device: reports devices silent for longer

@@ -74,6 +74,14 @@ impl AlertEvent {
             AlertEvent::Updated { .. } => None,
         }
     }
+
+    /// `alert`, by value.
+    pub fn into_alert(self) -> Option<Alert> {
+        match self {
+            AlertEvent::Opened(a) | AlertEvent::AutoResolved(a) => Some(a),
+            AlertEvent::Updated { .. } => None,
+        }
+    }
 }
 
 /// Namespace of alert ids (UUID v5 of patient, rule and first-fire time).
