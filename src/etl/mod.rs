@@ -25,6 +25,13 @@ pub mod window;
 
 use std::path::{Path, PathBuf};
 
+/// Logs, at debug level (`-v -v`), the seconds since this call each time the returned
+/// function is called with the name of a step of `stage` just done.
+pub(crate) fn step_timer(stage: &'static str) -> impl Fn(&str) {
+    let started = std::time::Instant::now();
+    move |step: &str| tracing::debug!(step, elapsed_s = started.elapsed().as_secs_f64(), "{stage}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EtlError {
     #[error("cannot read {path}: {message}")]

@@ -151,14 +151,7 @@ pub fn build(
     thresholds: &Thresholds,
     erased: &BTreeSet<String>,
 ) -> Result<SilverDay, EtlError> {
-    let started = std::time::Instant::now();
-    let step = |name: &str| {
-        tracing::debug!(
-            step = name,
-            elapsed_s = started.elapsed().as_secs_f64(),
-            "silver"
-        )
-    };
+    let step = super::step_timer("silver");
     let what = format!("Bronze for {date}");
     let plan = {
         let c = Columns::new(&bronze, what.clone());

@@ -233,14 +233,7 @@ fn silver_order(
 
 /// Plans the day that starts at `day_start` (UTC ms).
 pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) -> RowPlan {
-    let started = std::time::Instant::now();
-    let step = |name: &str| {
-        tracing::debug!(
-            step = name,
-            elapsed_s = started.elapsed().as_secs_f64(),
-            "silver plan"
-        )
-    };
+    let step = super::step_timer("silver plan");
     let n = keys.message_id.len();
     let day_end = day_start + crate::domain::time::MS_PER_DAY;
     let mut counts = SilverCounts {
