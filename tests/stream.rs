@@ -188,10 +188,10 @@ fn offline_alerts(
     let source = c.str("source").expect("source");
     let mut alerters: HashMap<String, StreamAlerter<'_>> = HashMap::new();
     let mut finals: BTreeMap<Uuid, Alert> = BTreeMap::new();
-    let mut firmware = None;
+    let mut repeats = kidjamo::etl::rows::Repeats::default();
     for i in 0..df.height() {
         let patient = Uuid::try_parse(rows.patient.get(i).expect("p")).expect("uuid");
-        let m = rows.measurement(i, patient, &mut firmware);
+        let m = rows.measurement(i, patient, &mut repeats);
         let ctx = PatientContext {
             patient_id: patient,
             birth_date: reference[&patient].birth_date,
