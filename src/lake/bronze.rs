@@ -63,9 +63,11 @@ fn small(v: Option<i32>) -> Option<i16> {
 
 fn uuid_column(name: &str, ids: &[Uuid]) -> Column {
     let mut b = StringChunkedBuilder::new(name.into(), ids.len());
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let mut text = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
     for id in ids {
-        b.append_value(&*id.hyphenated().encode_lower(&mut buf));
+        text.clear();
+        uuid_text(id, &mut text);
+        b.append_value(&text);
     }
     b.finish().into_series().into()
 }
