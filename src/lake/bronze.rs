@@ -179,6 +179,47 @@ impl BronzeBuffer {
         self.source_offset.push(r.source_offset);
     }
 
+    /// Appends rows `rows` of `other` (built on another core), as if they were pushed here.
+    fn extend_from(&mut self, other: &BronzeBuffer, rows: std::ops::Range<usize>) {
+        let r = rows;
+        self.message_id
+            .extend_from_slice(&other.message_id[r.clone()]);
+        self.patient_id.extend_from(&other.patient_id, r.clone());
+        self.device_id.extend_from(&other.device_id, r.clone());
+        self.recorded_at
+            .extend_from_slice(&other.recorded_at[r.clone()]);
+        self.spo2_pct.extend_from_slice(&other.spo2_pct[r.clone()]);
+        self.heart_rate_bpm
+            .extend_from_slice(&other.heart_rate_bpm[r.clone()]);
+        self.respiratory_rate_min
+            .extend_from_slice(&other.respiratory_rate_min[r.clone()]);
+        self.temperature_c
+            .extend_from_slice(&other.temperature_c[r.clone()]);
+        self.ambient_temperature_c
+            .extend_from_slice(&other.ambient_temperature_c[r.clone()]);
+        self.relative_humidity_pct
+            .extend_from_slice(&other.relative_humidity_pct[r.clone()]);
+        self.hydration_pct
+            .extend_from_slice(&other.hydration_pct[r.clone()]);
+        self.activity_level
+            .extend_from_slice(&other.activity_level[r.clone()]);
+        self.pain_scale
+            .extend_from_slice(&other.pain_scale[r.clone()]);
+        self.battery_pct
+            .extend_from_slice(&other.battery_pct[r.clone()]);
+        self.signal_quality_pct
+            .extend_from_slice(&other.signal_quality_pct[r.clone()]);
+        self.firmware_version
+            .extend_from(&other.firmware_version, r.clone());
+        self.quality_flag
+            .extend_from(&other.quality_flag, r.clone());
+        self.received_at
+            .extend_from_slice(&other.received_at[r.clone()]);
+        self.source.extend_from(&other.source, r.clone());
+        self.source_offset
+            .extend_from_slice(&other.source_offset[r]);
+    }
+
     /// The row group as Arrow arrays in `bronze_schema` order.
     fn into_arrays(self, run_id: &str) -> PolarsResult<Vec<ArrayRef>> {
         let n = self.len();
@@ -232,6 +273,29 @@ impl BronzeBuffer {
                     .into(),
             ),
         ])
+    }
+}
+
+/// Accepted records of one slice of a delivery, by event day, built on any core and then
+/// appended to the writer in delivery order (`BronzeWriter::append`): the rows end up where
+/// `BronzeWriter::accept`, record by record, would have put them.
+#[derive(Default)]
+pub struct BronzePiece {
+    /// In order of first appearance; a slice spans one day, or two around midnight.
+    days: Vec<(i64, BronzeBuffer)>,
+}
+
+impl BronzePiece {
+    pub fn accept(&mut self, r: &Received<'_>) {
+        let day = r.measurement.recorded_at.epoch_day();
+        let at = match self.days.iter().position(|(d, _)| *d == day) {
+            Some(at) => at,
+            None => {
+                self.days.push((day, BronzeBuffer::default()));
+                self.days.len() - 1
+            }
+        };
+        self.days[at].1.push(r);
     }
 }
 
@@ -336,10 +400,43 @@ impl BronzeWriter {
 
     pub fn accept(&mut self, r: Received<'_>) -> Result<(), OutputError> {
         let day = r.measurement.recorded_at.epoch_day();
+        let p = self.partition(day)?;
+        p.buffer.push(&r);
+        let full = p.buffer.len() >= ROW_GROUP_ROWS;
+        self.bronze_rows += 1;
+        if full {
+            self.flush(day)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a piece of accepted records (the next ones in delivery order).
+    pub fn append(&mut self, piece: &BronzePiece) -> Result<(), OutputError> {
+        for (day, rows) in &piece.days {
+            let mut next = 0;
+            while next < rows.len() {
+                let p = self.partition(*day)?;
+                // Up to the end of the row group being filled, so groups split where they would
+                // have record by record.
+                let take = (ROW_GROUP_ROWS - p.buffer.len()).min(rows.len() - next);
+                p.buffer.extend_from(rows, next..next + take);
+                let full = p.buffer.len() >= ROW_GROUP_ROWS;
+                next += take;
+                self.bronze_rows += take as u64;
+                if full {
+                    self.flush(*day)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The open partition of event day `day`, opened (with a new part file) if it is not.
+    fn partition(&mut self, day: i64) -> Result<&mut OpenPartition, OutputError> {
         if !self.open.contains_key(&day) {
             let part = self.next_part.entry(day).or_insert(0);
-            let relative =
-                layout::bronze_part(r.measurement.recorded_at.date(), &self.run_id, *part);
+            let date = UtcMillis(day * crate::domain::time::MS_PER_DAY).date();
+            let relative = layout::bronze_part(date, &self.run_id, *part);
             *part += 1;
             let file = HashedFile::create(&self.root, &relative)?;
             let path = file.absolute.clone();
@@ -356,16 +453,10 @@ impl BronzeWriter {
                 },
             );
         }
-        let p = self
-            .open
-            .get_mut(&day)
-            .expect("invariant: partition opened above");
-        p.buffer.push(&r);
-        self.bronze_rows += 1;
-        if p.buffer.len() >= ROW_GROUP_ROWS {
-            self.flush(day)?;
-        }
-        Ok(())
+        self.open.get_mut(&day).ok_or_else(|| OutputError::Parquet {
+            path: self.root.clone(),
+            message: "invariant: the partition was just opened".into(),
+        })
     }
 
     fn flush(&mut self, day: i64) -> Result<(), OutputError> {
@@ -502,5 +593,82 @@ impl BronzeWriter {
         let mut files = self.files;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((files, self.bronze_rows, self.quarantined_rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::{cohort, SimulationConfig, Simulator};
+
+    /// Every file under `root`, by relative path, with its bytes.
+    fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let relative = path.strip_prefix(root).expect("under root");
+                    out.insert(
+                        relative.display().to_string(),
+                        std::fs::read(&path).expect("read"),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Pieces of uneven sizes, appended in order, write the files that accepting the same
+    /// records one by one writes: same partitions, same row groups (more rows than one group
+    /// holds, days that straddle midnight), same bytes.
+    #[test]
+    fn appended_pieces_write_the_files_of_record_by_record_accepts() {
+        // 50 patients over two days: ~140,000 records a day, more than a row group holds.
+        let cfg = SimulationConfig::new(5, 50, UtcMillis(1_772_323_200_000), 2);
+        let cohort = cohort::generate(&cfg);
+        let mut sim = Simulator::new(&cfg, &cohort);
+        let source: std::sync::Arc<str> = std::sync::Arc::from("test");
+        let (one, pieces) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let mut by_record = BronzeWriter::new(one.path(), "run-1");
+        let mut by_piece = BronzeWriter::new(pieces.path(), "run-1");
+        let mut offset = 0i64;
+        while let Some(chunk) = sim.next_chunk() {
+            let records = chunk.ordered();
+            let mut start = 0;
+            for (n, size) in [1usize, 7_000, 50_000].into_iter().cycle().enumerate() {
+                if start >= records.len() {
+                    break;
+                }
+                let end = (start + size + n).min(records.len());
+                let mut piece = BronzePiece::default();
+                for r in &records[start..end] {
+                    let received = Received {
+                        measurement: &r.measurement,
+                        received_at: r.emit_at,
+                        source: &source,
+                        source_offset: offset,
+                    };
+                    offset += 1;
+                    piece.accept(&received);
+                    by_record.accept(Received { ..received }).expect("accept");
+                }
+                by_piece.append(&piece).expect("append");
+                start = end;
+            }
+        }
+        let (_, rows_one, _) = by_record.finish().expect("finish");
+        let (_, rows_pieces, _) = by_piece.finish().expect("finish");
+        assert_eq!(rows_one, rows_pieces);
+        assert!(rows_one > ROW_GROUP_ROWS as u64 * 2, "{rows_one} rows");
+        let (a, b) = (files(one.path()), files(pieces.path()));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        assert!(a == b, "the files differ");
     }
 }

@@ -1,6 +1,6 @@
 //! Validates simulated records the way ingestion does and routes them to Bronze or quarantine.
 
-use super::bronze::{BronzeWriter, Received, Rejected};
+use super::bronze::{BronzePiece, BronzeWriter, Received, Rejected};
 use crate::domain::measurement::{RejectReason, Rejection};
 use crate::domain::wire;
 use crate::output::sink::{MeasurementSink, SinkReport};
@@ -104,23 +104,40 @@ pub fn admission_issues(
 
 impl MeasurementSink for BronzeSink {
     fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), OutputError> {
+        // Slices of the delivery are judged and laid out in columns on all cores, then appended
+        // in order: each record is read once, by the core that judges it (the records of a
+        // window are scattered over ~60 MB, and reading them twice missed the cache twice).
+        const SLICE: usize = 16_384;
         let records = chunk.ordered();
-        let verdicts: Vec<Option<Box<Rejected>>> =
-            records.par_iter().map(|r| self.verdict(r)).collect();
-        for (r, verdict) in records.into_iter().zip(verdicts) {
-            let source_offset = self.offset;
-            self.offset += 1;
-            match verdict {
-                None => self.writer.accept(Received {
-                    measurement: &r.measurement,
-                    received_at: r.emit_at,
-                    source: &self.source,
-                    source_offset,
-                })?,
-                Some(rejected) => self.writer.reject(Rejected {
-                    source_offset,
-                    ..*rejected
-                }),
+        let first_offset = self.offset;
+        let slices: Vec<(BronzePiece, Vec<Rejected>)> = records
+            .par_chunks(SLICE)
+            .enumerate()
+            .map(|(s, slice)| {
+                let (mut piece, mut rejected) = (BronzePiece::default(), Vec::new());
+                for (i, r) in slice.iter().enumerate() {
+                    let source_offset = first_offset + (s * SLICE + i) as i64;
+                    match self.verdict(r) {
+                        None => piece.accept(&Received {
+                            measurement: &r.measurement,
+                            received_at: r.emit_at,
+                            source: &self.source,
+                            source_offset,
+                        }),
+                        Some(verdict) => rejected.push(Rejected {
+                            source_offset,
+                            ..*verdict
+                        }),
+                    }
+                }
+                (piece, rejected)
+            })
+            .collect();
+        self.offset += records.len() as i64;
+        for (piece, rejected) in slices {
+            self.writer.append(&piece)?;
+            for r in rejected {
+                self.writer.reject(r);
             }
         }
         // Late records arrive at most hours after they were recorded: partitions two days

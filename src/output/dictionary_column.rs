@@ -18,6 +18,9 @@ use polars_arrow::bitmap::MutableBitmap;
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 use std::hash::Hash;
 
+/// Up to this many distinct values, a row's value is looked up by comparing it with each.
+const SMALL_DICTIONARY: usize = 8;
+
 pub struct DictionaryColumn<V> {
     keys: Vec<u32>,
     /// Present from the first null on (a column without nulls needs none).
@@ -53,18 +56,60 @@ impl<V: Hash + Eq + Clone> DictionaryColumn<V> {
             .last()
             .copied()
             .filter(|k| self.values.get(*k as usize) == Some(value));
-        let key = match repeated.or_else(|| self.index.get(value).copied()) {
+        let key = match repeated {
             Some(key) => key,
-            None => {
-                let key = self.values.len() as u32;
-                self.index.insert(value.clone(), key);
-                self.values.push(value.clone());
-                key
-            }
+            None => self.key_of(value),
         };
+        self.push_key(key);
+    }
+
+    /// The key of `value`, given it the next one if it is new.
+    fn key_of(&mut self, value: &V) -> u32 {
+        let known = if self.values.len() <= SMALL_DICTIONARY {
+            // A few distinct values (quality flags, firmware versions): comparing them costs
+            // less than hashing the row's value.
+            self.values
+                .iter()
+                .position(|v| v == value)
+                .map(|k| k as u32)
+        } else {
+            self.index.get(value).copied()
+        };
+        known.unwrap_or_else(|| {
+            let key = self.values.len() as u32;
+            self.index.insert(value.clone(), key);
+            self.values.push(value.clone());
+            key
+        })
+    }
+
+    fn push_key(&mut self, key: u32) {
         self.keys.push(key);
         if let Some(validity) = &mut self.validity {
             validity.push(true);
+        }
+    }
+
+    /// Appends rows `rows` of `other`, exactly as pushing their values one by one would: the
+    /// same keys in the same order. Each of `other`'s distinct values is looked up once.
+    pub fn extend_from(&mut self, other: &DictionaryColumn<V>, rows: std::ops::Range<usize>) {
+        const UNSEEN: u32 = u32::MAX;
+        let mut ours = vec![UNSEEN; other.values.len()];
+        for row in rows {
+            if other.validity.as_ref().is_some_and(|v| !v.get(row)) {
+                self.push_null();
+                continue;
+            }
+            let theirs = other.keys[row] as usize;
+            let key = match ours[theirs] {
+                UNSEEN => {
+                    let key = self.key_of(&other.values[theirs]);
+                    ours[theirs] = key;
+                    key
+                }
+                key => key,
+            };
+            self.push_key(key);
         }
     }
 
@@ -201,6 +246,41 @@ mod tests {
             w.write_arrays(&arrays).expect("write");
             w.finish().expect("finish");
             assert!(ours == file_of_frame(&df), "{rows} rows: the files differ");
+        }
+    }
+
+    /// Pieces built apart and appended in order (split anywhere) give the column built row by
+    /// row: the same keys, values and nulls.
+    #[test]
+    fn appended_pieces_equal_the_column_pushed_row_by_row() {
+        let value = |i: usize| (i % 11 != 4).then(|| format!("v{}", (i * 7919) % 23));
+        let rows = 400;
+        let mut whole = DictionaryColumn::<String>::default();
+        for i in 0..rows {
+            whole.push_option(value(i).as_ref());
+        }
+        for cut in [0usize, 1, 57, 200, 399, 400] {
+            let mut pieces = [
+                DictionaryColumn::<String>::default(),
+                DictionaryColumn::default(),
+            ];
+            for i in 0..rows {
+                pieces[usize::from(i >= cut)].push_option(value(i).as_ref());
+            }
+            let mut joined = DictionaryColumn::<String>::default();
+            joined.extend_from(&pieces[0], 0..cut);
+            // The second piece in two ranges, as a row-group boundary would split it.
+            let second = rows - cut;
+            joined.extend_from(&pieces[1], 0..second / 3);
+            joined.extend_from(&pieces[1], second / 3..second);
+            assert_eq!(joined.keys, whole.keys, "cut at {cut}");
+            assert_eq!(joined.values, whole.values, "cut at {cut}");
+            let bits = |c: &DictionaryColumn<String>| {
+                (0..c.len())
+                    .map(|i| c.validity.as_ref().is_none_or(|v| v.get(i)))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&joined), bits(&whole), "cut at {cut}");
         }
     }
 

@@ -7,6 +7,7 @@ pub mod dictionary_column;
 pub mod early_sync;
 pub mod lines;
 pub mod parquet_groups;
+pub mod settle;
 pub mod sink;
 pub mod tables;
 
@@ -44,9 +45,11 @@ pub struct HashedFile {
     inner: BufWriter<File>,
     hasher: Sha256,
     bytes: u64,
-    /// Bytes already synced to disk and dropped from the page cache.
+    /// Bytes handed to `settler` to be synced to disk and dropped from the page cache.
     settled: u64,
     settle_every: u64,
+    /// Started at the first settle (most files never reach one).
+    settler: Option<settle::BackgroundSettle>,
     /// Path relative to the output root (what the manifest records).
     pub relative: PathBuf,
     pub absolute: PathBuf,
@@ -66,6 +69,7 @@ impl HashedFile {
             bytes: 0,
             settled: 0,
             settle_every: SETTLE_BYTES,
+            settler: None,
             relative,
             absolute,
         })
@@ -88,15 +92,18 @@ impl HashedFile {
         Ok(())
     }
 
-    /// Syncs what was written so far and tells the kernel it will not be read again. A
-    /// multi-gigabyte file otherwise fills the page cache and the kernel spends more time
-    /// reclaiming it than we spend formatting (measured: as much system as user time).
+    /// Has what was written so far synced and dropped from the page cache, on the settling
+    /// thread: a multi-gigabyte file otherwise fills the page cache and the kernel spends more
+    /// time reclaiming it than we spend formatting (measured: as much system as user time).
     fn settle(&mut self) -> io::Result<()> {
         self.inner.flush()?;
-        let file = self.inner.get_ref();
-        file.sync_data()?;
-        let len = std::num::NonZeroU64::new(self.bytes - self.settled);
-        rustix::fs::fadvise(file, self.settled, len, rustix::fs::Advice::DontNeed)?;
+        let settler = match &mut self.settler {
+            Some(s) => s,
+            None => self.settler.insert(settle::BackgroundSettle::start(
+                self.inner.get_ref().try_clone()?,
+            )?),
+        };
+        settler.request(self.bytes)?;
         self.settled = self.bytes;
         Ok(())
     }
@@ -109,6 +116,11 @@ impl HashedFile {
             .inner
             .into_inner()
             .map_err(|e| OutputError::io(&self.absolute, e.into_error()))?;
+        if let Some(settler) = self.settler.take() {
+            settler
+                .finish()
+                .map_err(|e| OutputError::io(&self.absolute, e))?;
+        }
         file.sync_all()
             .map_err(|e| OutputError::io(&self.absolute, e))?;
         Ok(WrittenFile {
