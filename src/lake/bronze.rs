@@ -181,43 +181,19 @@ impl BronzeBuffer {
 
     /// Appends rows `rows` of `other` (built on another core), as if they were pushed here.
     fn extend_from(&mut self, other: &BronzeBuffer, rows: std::ops::Range<usize>) {
-        let r = rows;
-        self.message_id
-            .extend_from_slice(&other.message_id[r.clone()]);
-        self.patient_id.extend_from(&other.patient_id, r.clone());
-        self.device_id.extend_from(&other.device_id, r.clone());
-        self.recorded_at
-            .extend_from_slice(&other.recorded_at[r.clone()]);
-        self.spo2_pct.extend_from_slice(&other.spo2_pct[r.clone()]);
-        self.heart_rate_bpm
-            .extend_from_slice(&other.heart_rate_bpm[r.clone()]);
-        self.respiratory_rate_min
-            .extend_from_slice(&other.respiratory_rate_min[r.clone()]);
-        self.temperature_c
-            .extend_from_slice(&other.temperature_c[r.clone()]);
-        self.ambient_temperature_c
-            .extend_from_slice(&other.ambient_temperature_c[r.clone()]);
-        self.relative_humidity_pct
-            .extend_from_slice(&other.relative_humidity_pct[r.clone()]);
-        self.hydration_pct
-            .extend_from_slice(&other.hydration_pct[r.clone()]);
-        self.activity_level
-            .extend_from_slice(&other.activity_level[r.clone()]);
-        self.pain_scale
-            .extend_from_slice(&other.pain_scale[r.clone()]);
-        self.battery_pct
-            .extend_from_slice(&other.battery_pct[r.clone()]);
-        self.signal_quality_pct
-            .extend_from_slice(&other.signal_quality_pct[r.clone()]);
-        self.firmware_version
-            .extend_from(&other.firmware_version, r.clone());
-        self.quality_flag
-            .extend_from(&other.quality_flag, r.clone());
-        self.received_at
-            .extend_from_slice(&other.received_at[r.clone()]);
-        self.source.extend_from(&other.source, r.clone());
-        self.source_offset
-            .extend_from_slice(&other.source_offset[r]);
+        macro_rules! extend {
+            (slices: $($plain:ident),*; dictionaries: $($coded:ident),*) => {
+                $(self.$plain.extend_from_slice(&other.$plain[rows.clone()]);)*
+                $(self.$coded.extend_from(&other.$coded, rows.clone());)*
+            };
+        }
+        extend!(
+            slices: message_id, recorded_at, spo2_pct, heart_rate_bpm, respiratory_rate_min,
+                temperature_c, ambient_temperature_c, relative_humidity_pct, hydration_pct,
+                activity_level, pain_scale, battery_pct, signal_quality_pct, received_at,
+                source_offset;
+            dictionaries: patient_id, device_id, firmware_version, quality_flag, source
+        );
     }
 
     /// The row group as Arrow arrays in `bronze_schema` order.
