@@ -81,8 +81,8 @@ fn str_text(s: &impl AsRef<str>, out: &mut String) {
     out.push_str(s.as_ref());
 }
 
-fn time_column(name: &str, ms: &[i64]) -> Column {
-    Int64Chunked::from_vec(name.into(), ms.to_vec())
+fn time_column(name: &str, ms: Vec<i64>) -> Column {
+    Int64Chunked::from_vec(name.into(), ms)
         .into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC))
         .into_series()
         .into()
@@ -98,6 +98,18 @@ fn f64_column(name: &str, v: &[Option<f64>]) -> Column {
     Float64Chunked::from_slice_options(name.into(), v)
         .into_series()
         .into()
+}
+
+/// A reading column: as a dictionary of its tenths when every value is a whole number of
+/// tenths, as sensors send them (`output::decimal_dictionary`), else as plain floats.
+fn reading_array(name: &str, v: &[Option<f64>]) -> ArrayRef {
+    if let Some(array) = crate::output::decimal_dictionary::one_decimal(v) {
+        return array;
+    }
+    f64_column(name, v)
+        .as_materialized_series()
+        .rechunk()
+        .to_arrow(0, CompatLevel::newest())
 }
 
 fn str_column<'s>(name: &str, values: impl Iterator<Item = &'s str>, len: usize) -> Column {
@@ -149,6 +161,38 @@ fn bronze_schema() -> Schema {
 impl BronzeBuffer {
     fn len(&self) -> usize {
         self.message_id.len()
+    }
+
+    /// An empty buffer with room for `rows` rows: a row group fills without its columns being
+    /// reallocated and copied as they grow.
+    fn with_capacity(rows: usize) -> Self {
+        let mut buffer = BronzeBuffer::default();
+        macro_rules! reserve {
+            ($($column:ident),*) => { $(buffer.$column.reserve(rows);)* };
+        }
+        reserve!(
+            message_id,
+            recorded_at,
+            spo2_pct,
+            heart_rate_bpm,
+            respiratory_rate_min,
+            temperature_c,
+            ambient_temperature_c,
+            relative_humidity_pct,
+            hydration_pct,
+            activity_level,
+            pain_scale,
+            battery_pct,
+            signal_quality_pct,
+            received_at,
+            source_offset,
+            patient_id,
+            device_id,
+            firmware_version,
+            quality_flag,
+            source
+        );
+        buffer
     }
 
     fn push(&mut self, r: &Received<'_>) {
@@ -212,35 +256,29 @@ impl BronzeBuffer {
             arrow(uuid_column("message_id", &self.message_id)),
             self.patient_id.finish(uuid_text)?,
             self.device_id.finish(uuid_text)?,
-            arrow(time_column("recorded_at", &self.recorded_at)),
+            arrow(time_column("recorded_at", self.recorded_at)),
             arrow(
                 Int16Chunked::full("schema_version".into(), 1, n)
                     .into_series()
                     .into(),
             ),
-            arrow(f64_column("spo2_pct", &self.spo2_pct)),
+            reading_array("spo2_pct", &self.spo2_pct),
             arrow(i16_column("heart_rate_bpm", &self.heart_rate_bpm)),
             arrow(i16_column(
                 "respiratory_rate_min",
                 &self.respiratory_rate_min,
             )),
-            arrow(f64_column("temperature_c", &self.temperature_c)),
-            arrow(f64_column(
-                "ambient_temperature_c",
-                &self.ambient_temperature_c,
-            )),
-            arrow(f64_column(
-                "relative_humidity_pct",
-                &self.relative_humidity_pct,
-            )),
-            arrow(f64_column("hydration_pct", &self.hydration_pct)),
+            reading_array("temperature_c", &self.temperature_c),
+            reading_array("ambient_temperature_c", &self.ambient_temperature_c),
+            reading_array("relative_humidity_pct", &self.relative_humidity_pct),
+            reading_array("hydration_pct", &self.hydration_pct),
             arrow(i16_column("activity_level", &self.activity_level)),
             arrow(i16_column("pain_scale", &self.pain_scale)),
             arrow(i16_column("battery_pct", &self.battery_pct)),
             arrow(i16_column("signal_quality_pct", &self.signal_quality_pct)),
             self.firmware_version.finish(str_text)?,
             self.quality_flag.finish(str_text)?,
-            arrow(time_column("received_at", &self.received_at)),
+            arrow(time_column("received_at", self.received_at)),
             run.finish(str_text)?,
             self.source.finish(str_text)?,
             arrow(
@@ -324,9 +362,17 @@ fn encode(
         Some(w) => w,
         // The lake's settings (zstd level 1, statistics): Bronze is written once at ingest
         // speed and read by one ETL run; higher levels cost more CPU than they save in bytes.
+        // Timestamps and offsets step by little from row to row: delta-packed, they take a few
+        // bits a row, and the writer skips hashing them to estimate a cardinality close to the
+        // row count. Message ids are random: their min/max would prune nothing.
         None => ParallelGroupWriter::lake(file, &bronze_schema())
             .map_err(&perr)?
-            .plain(&["message_id"]),
+            .plain(&["message_id"])
+            .without_min_max(&["message_id"])
+            .encoded(
+                &["recorded_at", "received_at", "source_offset"],
+                polars_parquet::write::Encoding::DeltaBinaryPacked,
+            ),
     };
     writer.write_arrays(&arrays).map_err(&perr)?;
     Ok(writer)
@@ -424,7 +470,7 @@ impl BronzeWriter {
                     writer: None,
                     in_flight: None,
                     path,
-                    buffer: BronzeBuffer::default(),
+                    buffer: BronzeBuffer::with_capacity(ROW_GROUP_ROWS),
                     rows: 0,
                 },
             );
@@ -443,7 +489,7 @@ impl BronzeWriter {
             return Ok(());
         }
         p.settle()?;
-        let buffer = std::mem::take(&mut p.buffer);
+        let buffer = std::mem::replace(&mut p.buffer, BronzeBuffer::with_capacity(ROW_GROUP_ROWS));
         p.rows += buffer.len() as u64;
         let (writer, file, path) = (p.writer.take(), p.file.clone(), p.path.clone());
         let run_id = self.run_id.clone();
@@ -522,7 +568,7 @@ impl BronzeWriter {
         let mut df = DataFrame::new_infer_height(vec![
             time_column(
                 "received_at",
-                &rows.iter().map(|r| r.received_at.0).collect::<Vec<_>>(),
+                rows.iter().map(|r| r.received_at.0).collect::<Vec<_>>(),
             ),
             const_str_column("ingest_run_id", &self.run_id, n),
             str_column("source", rows.iter().map(|r| &*r.source), n),
@@ -596,6 +642,105 @@ mod tests {
             }
         }
         out
+    }
+
+    /// What Bronze files give back is what was accepted, to the bit: readings stored as
+    /// dictionaries of tenths, a reading with more decimals (stored plainly), delta-packed
+    /// timestamps and offsets.
+    #[test]
+    fn readings_and_times_read_back_exactly() {
+        let cfg = SimulationConfig::new(9, 5, UtcMillis(1_772_323_200_000), 2);
+        let cohort = cohort::generate(&cfg);
+        let mut sim = Simulator::new(&cfg, &cohort);
+        let source: std::sync::Arc<str> = std::sync::Arc::from("test");
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = BronzeWriter::new(dir.path(), "run-1");
+        let mut expected = Vec::new();
+        let mut offset = 0i64;
+        while let Some(chunk) = sim.next_chunk() {
+            for r in chunk.ordered() {
+                let mut m = r.measurement.clone();
+                if m.validate(r.emit_at).is_empty() {
+                    if offset == 5_000 {
+                        // A device that reports hundredths: its day's column cannot be tenths.
+                        m.vitals.spo2_pct = Some(97.25);
+                    }
+                    writer
+                        .accept(Received {
+                            measurement: &m,
+                            received_at: r.emit_at,
+                            source: &source,
+                            source_offset: offset,
+                        })
+                        .expect("accept");
+                    expected.push((
+                        m.message_id.to_string(),
+                        m.vitals.spo2_pct.map(f64::to_bits),
+                        m.vitals.temperature_c.map(f64::to_bits),
+                        m.recorded_at.0,
+                        r.emit_at.0,
+                        offset,
+                    ));
+                    offset += 1;
+                }
+            }
+        }
+        writer.finish().expect("finish");
+        let mut actual = Vec::new();
+        let mut dictionary_readings = 0;
+        for (name, bytes) in files(dir.path()) {
+            if !name.ends_with(".parquet") || !name.starts_with("bronze") {
+                continue;
+            }
+            let metadata = polars_parquet::read::read_metadata(&mut std::io::Cursor::new(&bytes))
+                .expect("metadata");
+            for group in &metadata.row_groups {
+                let chunk = |column: &str| {
+                    group
+                        .parquet_columns()
+                        .iter()
+                        .find(|c| c.descriptor().path_in_schema[0].as_str() == column)
+                        .expect("column")
+                };
+                assert!(
+                    chunk("recorded_at").dictionary_page_offset().is_none(),
+                    "delta, not a dictionary"
+                );
+                dictionary_readings +=
+                    usize::from(chunk("temperature_c").dictionary_page_offset().is_some());
+            }
+            let df = ParquetReader::new(std::io::Cursor::new(bytes))
+                .finish()
+                .expect("read");
+            let column = |c: &str| {
+                df.column(c)
+                    .expect("column")
+                    .as_materialized_series()
+                    .clone()
+            };
+            let ids = column("message_id");
+            let spo2 = column("spo2_pct");
+            let temperature = column("temperature_c");
+            let recorded = column("recorded_at").to_physical_repr().into_owned();
+            let received = column("received_at").to_physical_repr().into_owned();
+            let offsets = column("source_offset");
+            for i in 0..df.height() {
+                actual.push((
+                    ids.str().expect("str").get(i).expect("id").to_string(),
+                    spo2.f64().expect("f64").get(i).map(f64::to_bits),
+                    temperature.f64().expect("f64").get(i).map(f64::to_bits),
+                    recorded.i64().expect("i64").get(i).expect("time"),
+                    received.i64().expect("i64").get(i).expect("time"),
+                    offsets.i64().expect("i64").get(i).expect("offset"),
+                ));
+            }
+        }
+        assert!(dictionary_readings > 0);
+        assert!(expected.iter().any(|e| e.1 == Some(97.25f64.to_bits())));
+        expected.sort();
+        actual.sort();
+        assert_eq!(expected.len(), actual.len());
+        assert!(expected == actual, "Bronze gives back other values");
     }
 
     /// Pieces of uneven sizes, appended in order, write the files that accepting the same

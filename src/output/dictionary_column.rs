@@ -49,6 +49,11 @@ impl<V: Hash + Eq + Clone> DictionaryColumn<V> {
         self.keys.is_empty()
     }
 
+    /// Room for `rows` more rows' keys without reallocating.
+    pub fn reserve(&mut self, rows: usize) {
+        self.keys.reserve(rows);
+    }
+
     pub fn push(&mut self, value: &V) {
         // The previous row's value first: run ids and sources repeat row after row.
         let repeated = self

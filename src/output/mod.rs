@@ -3,6 +3,7 @@
 //! syncing a file while it is written (`early_sync`).
 
 pub mod csv;
+pub mod decimal_dictionary;
 pub mod dictionary_column;
 pub mod early_sync;
 pub mod lines;

@@ -37,7 +37,8 @@ pub struct ParallelGroupWriter<W: Write> {
     /// The Arrow type of each column (what `write_arrays` checks its arrays against).
     arrow_types: Vec<ArrowDataType>,
     encodings: Vec<Vec<Encoding>>,
-    options: WriteOptions,
+    /// Per column: the statistics and compression of its pages.
+    options: Vec<WriteOptions>,
 }
 
 impl<W: Write> ParallelGroupWriter<W> {
@@ -55,29 +56,51 @@ impl<W: Write> ParallelGroupWriter<W> {
             .iter_values()
             .map(|f| f.dtype().clone())
             .collect();
-        let encodings = get_encodings(&arrow_schema).iter().cloned().collect();
+        let encodings: Vec<Vec<Encoding>> = get_encodings(&arrow_schema).iter().cloned().collect();
         Ok(ParallelGroupWriter {
             inner,
             names: schema.iter_names().cloned().collect(),
             fields,
             arrow_types,
+            options: vec![
+                WriteOptions {
+                    statistics,
+                    version: Version::V1,
+                    compression: CompressionOptions::Zstd(lake_zstd()),
+                    data_page_size: None,
+                };
+                encodings.len()
+            ],
             encodings,
-            options: WriteOptions {
-                statistics,
-                version: Version::V1,
-                compression: CompressionOptions::Zstd(lake_zstd()),
-                data_page_size: None,
-            },
         })
     }
 
     /// Writes the columns `names` (whose values are all or nearly all distinct, such as message
     /// ids) plain: by default the writer first estimates each string column's cardinality,
     /// hashing every value, only to find a dictionary not worth it.
-    pub fn plain(mut self, names: &[&str]) -> Self {
-        for (column, encoding) in self.names.iter().zip(self.encodings.iter_mut()) {
+    pub fn plain(self, names: &[&str]) -> Self {
+        self.encoded(names, Encoding::Plain)
+    }
+
+    /// Writes the (flat) columns `names` with `encoding`: for example `DeltaBinaryPacked` for
+    /// timestamps and counters, whose small steps pack into a few bits a row, where the
+    /// default would first hash every value to estimate a cardinality that is nearly the row count.
+    pub fn encoded(mut self, names: &[&str], encoding: Encoding) -> Self {
+        for (column, encodings) in self.names.iter().zip(self.encodings.iter_mut()) {
             if names.contains(&column.as_str()) {
-                *encoding = vec![Encoding::Plain];
+                *encodings = vec![encoding];
+            }
+        }
+        self
+    }
+
+    /// Writes no min/max statistics for the columns `names` (null counts stay): random ids,
+    /// whose minimum and maximum prune nothing and cost a string comparison per row.
+    pub fn without_min_max(mut self, names: &[&str]) -> Self {
+        for (column, options) in self.names.iter().zip(self.options.iter_mut()) {
+            if names.contains(&column.as_str()) {
+                options.statistics.min_value = false;
+                options.statistics.max_value = false;
             }
         }
         self
@@ -98,8 +121,12 @@ impl<W: Write> ParallelGroupWriter<W> {
     /// One row group from a frame of single-chunk columns.
     fn write_group(&mut self, group: &DataFrame) -> PolarsResult<()> {
         for batch in group.iter_chunks(CompatLevel::newest(), false) {
-            let columns =
-                encode_columns(batch.columns(), &self.fields, &self.encodings, self.options)?;
+            let columns = encode_columns(
+                batch.columns(),
+                &self.fields,
+                &self.encodings,
+                &self.options,
+            )?;
             let leaves: Vec<Vec<CompressedPage>> = columns.into_iter().flatten().collect();
             self.inner.write_row_group(batch.len() as u64, &leaves)?;
         }
@@ -128,7 +155,7 @@ impl<W: Write> ParallelGroupWriter<W> {
             // As `write` with an empty frame: no row group.
             return Ok(());
         }
-        let encoded = encode_columns(columns, &self.fields, &self.encodings, self.options)?;
+        let encoded = encode_columns(columns, &self.fields, &self.encodings, &self.options)?;
         let leaves: Vec<Vec<CompressedPage>> = encoded.into_iter().flatten().collect();
         self.inner.write_row_group(rows as u64, &leaves)
     }
@@ -148,7 +175,7 @@ fn encode_columns(
     columns: &[ArrayRef],
     fields: &[ParquetType],
     encodings: &[Vec<Encoding>],
-    options: WriteOptions,
+    options: &[WriteOptions],
 ) -> PolarsResult<Vec<Vec<Vec<CompressedPage>>>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -158,12 +185,15 @@ fn encode_columns(
         columns.iter().map(|_| Mutex::new(None)).collect();
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let (Some(array), Some(field), Some(encoding)) =
-            (columns.get(i), fields.get(i), encodings.get(i))
-        else {
+        let (Some(array), Some(field), Some(encoding), Some(options)) = (
+            columns.get(i),
+            fields.get(i),
+            encodings.get(i),
+            options.get(i),
+        ) else {
             break;
         };
-        let pages = encode_column(array, field, encoding, options);
+        let pages = encode_column(array, field, encoding, *options);
         *done[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(pages);
     };
     std::thread::scope(|scope| {
