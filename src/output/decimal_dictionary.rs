@@ -89,8 +89,8 @@ pub fn one_decimal(values: &[Option<f64>]) -> Option<ArrayRef> {
 mod tests {
     use super::*;
 
-    /// The value each row of a dictionary array stands for.
-    fn rows(array: &ArrayRef) -> Vec<Option<f64>> {
+    /// The dictionary array's keys and values.
+    fn parts(array: &ArrayRef) -> (&DictionaryArray<u32>, &PrimitiveArray<f64>) {
         let dict = array
             .as_any()
             .downcast_ref::<DictionaryArray<u32>>()
@@ -100,6 +100,12 @@ mod tests {
             .as_any()
             .downcast_ref::<PrimitiveArray<f64>>()
             .expect("f64 values");
+        (dict, values)
+    }
+
+    /// The value each row of a dictionary array stands for.
+    fn rows(array: &ArrayRef) -> Vec<Option<f64>> {
+        let (dict, values) = parts(array);
         (0..dict.len())
             .map(|i| dict.keys().get(i).map(|k| values.value(k as usize)))
             .collect()
@@ -117,15 +123,7 @@ mod tests {
         for (a, b) in input.iter().zip(&back) {
             assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits));
         }
-        let dict = array
-            .as_any()
-            .downcast_ref::<DictionaryArray<u32>>()
-            .expect("dictionary");
-        let values = dict
-            .values()
-            .as_any()
-            .downcast_ref::<PrimitiveArray<f64>>()
-            .expect("f64");
+        let (_, values) = parts(&array);
         assert!(
             values.values().windows(2).all(|w| w[0] < w[1]),
             "ascending, distinct"
