@@ -88,6 +88,7 @@ pub fn one_decimal(values: &[Option<f64>]) -> Option<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars_arrow::array::Array;
 
     /// The dictionary array's keys and values.
     fn parts(array: &ArrayRef) -> (&DictionaryArray<u32>, &PrimitiveArray<f64>) {
@@ -107,7 +108,11 @@ mod tests {
     fn rows(array: &ArrayRef) -> Vec<Option<f64>> {
         let (dict, values) = parts(array);
         (0..dict.len())
-            .map(|i| dict.keys().get(i).map(|k| values.value(k as usize)))
+            .map(|i| {
+                let keys = dict.keys();
+                keys.is_valid(i)
+                    .then(|| values.value(keys.value(i) as usize))
+            })
             .collect()
     }
 
