@@ -158,6 +158,20 @@ fn bronze_schema() -> Schema {
     Schema::from_iter(columns.map(|(name, dtype)| Field::new(name.into(), dtype)))
 }
 
+/// Calls the macro `$apply` with `BronzeBuffer`'s columns: the plain vectors, then the
+/// dictionaries. One list, so that a column added to the buffer is reserved and appended too.
+macro_rules! bronze_buffer_columns {
+    ($apply:ident) => {
+        $apply!(
+            slices: message_id, recorded_at, spo2_pct, heart_rate_bpm, respiratory_rate_min,
+                temperature_c, ambient_temperature_c, relative_humidity_pct, hydration_pct,
+                activity_level, pain_scale, battery_pct, signal_quality_pct, received_at,
+                source_offset;
+            dictionaries: patient_id, device_id, firmware_version, quality_flag, source
+        )
+    };
+}
+
 impl BronzeBuffer {
     fn len(&self) -> usize {
         self.message_id.len()
@@ -168,30 +182,12 @@ impl BronzeBuffer {
     fn with_capacity(rows: usize) -> Self {
         let mut buffer = BronzeBuffer::default();
         macro_rules! reserve {
-            ($($column:ident),*) => { $(buffer.$column.reserve(rows);)* };
+            (slices: $($plain:ident),*; dictionaries: $($coded:ident),*) => {
+                $(buffer.$plain.reserve(rows);)*
+                $(buffer.$coded.reserve(rows);)*
+            };
         }
-        reserve!(
-            message_id,
-            recorded_at,
-            spo2_pct,
-            heart_rate_bpm,
-            respiratory_rate_min,
-            temperature_c,
-            ambient_temperature_c,
-            relative_humidity_pct,
-            hydration_pct,
-            activity_level,
-            pain_scale,
-            battery_pct,
-            signal_quality_pct,
-            received_at,
-            source_offset,
-            patient_id,
-            device_id,
-            firmware_version,
-            quality_flag,
-            source
-        );
+        bronze_buffer_columns!(reserve);
         buffer
     }
 
@@ -231,13 +227,7 @@ impl BronzeBuffer {
                 $(self.$coded.extend_from(&other.$coded, rows.clone());)*
             };
         }
-        extend!(
-            slices: message_id, recorded_at, spo2_pct, heart_rate_bpm, respiratory_rate_min,
-                temperature_c, ambient_temperature_c, relative_humidity_pct, hydration_pct,
-                activity_level, pain_scale, battery_pct, signal_quality_pct, received_at,
-                source_offset;
-            dictionaries: patient_id, device_id, firmware_version, quality_flag, source
-        );
+        bronze_buffer_columns!(extend);
     }
 
     /// The row group as Arrow arrays in `bronze_schema` order.
