@@ -60,38 +60,6 @@ fn parse_id(s: Option<&str>) -> Option<u128> {
     s.and_then(|s| Uuid::try_parse(s).ok()).map(|u| u.as_u128())
 }
 
-/// Each row's string as its rank among the column's distinct values (nulls first). The
-/// columns ranked (ingest run, source) hold a few values repeated row after row: a row equal
-/// to the one before costs a comparison, not a hash.
-fn rank_strings(ca: &StringChunked) -> Vec<u32> {
-    let mut distinct: FastSet<Option<&str>> = FastSet::default();
-    let mut last = None;
-    for v in ca.iter() {
-        if last != Some(v) {
-            distinct.insert(v);
-            last = Some(v);
-        }
-    }
-    let mut distinct: Vec<Option<&str>> = distinct.into_iter().collect();
-    distinct.sort_unstable();
-    let rank: FastMap<Option<&str>, u32> = distinct
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (v, i as u32))
-        .collect();
-    let mut out = Vec::with_capacity(ca.len());
-    let mut last: Option<(Option<&str>, u32)> = None;
-    for v in ca.iter() {
-        let r = match last {
-            Some((lv, r)) if lv == v => r,
-            _ => rank[&v],
-        };
-        last = Some((v, r));
-        out.push(r);
-    }
-    out
-}
-
 /// The distinct ids of the rows `keep` selects, sorted, and each one's rank.
 fn ranks(ids: &[u128], keep: impl Fn(usize) -> bool + Sync) -> (Vec<u128>, FastMap<u128, u32>) {
     let distinct = (0..ids.len())
@@ -127,31 +95,43 @@ fn rank_rows(ids: &[u128], flags: &[u8]) -> (Vec<u128>, Vec<u32>) {
     (sorted, of_row)
 }
 
-/// Shards of `later_copies`: a day's ten million keys in one hash set missed the cache on
+/// Shards of `later_copies`: a day's ten million keys in one hash map missed the cache on
 /// nearly every insert (a serial second or more); a sixty-fourth of them fits in it.
 const SHARDS: usize = 64;
 
-/// The rows (given in arrival order) whose key an earlier row already had. Rows are shared out
-/// by key hash, so all copies of a key meet in one shard, in arrival order; shards run in
-/// parallel.
-fn later_copies<K>(rows: &[u32], key: impl Fn(u32) -> K + Sync) -> Vec<u32>
+/// The rows in play whose key a row that arrived earlier (`arrives_before`, a total order)
+/// also has: every copy but the first received. Rows are shared out by key hash, so all
+/// copies of a key meet in one shard, where the earliest one seen so far is kept; shards run
+/// in parallel. Which copy wins depends only on the order, not on the visiting order, so
+/// rows are visited as they lie: sorting a day's rows into arrival order first (to keep the
+/// first copy met) was a serial second and a third of a gigabyte, for the ~0.1 % of rows
+/// that have a copy.
+fn later_copies<K>(
+    rows: usize,
+    in_play: impl Fn(usize) -> bool + Sync,
+    key: impl Fn(usize) -> K + Sync,
+    arrives_before: impl Fn(usize, usize) -> bool + Sync,
+) -> Vec<u32>
 where
     K: std::hash::Hash + Eq + Copy + Send + Sync,
 {
+    use std::collections::hash_map::Entry;
     use std::hash::BuildHasher;
     let hasher = crate::id_hash::FastState::default();
-    // Bits the set's buckets (low bits) and tags (top seven) do not use.
+    // Bits the map's buckets (low bits) and tags (top seven) do not use.
     let shard_of = |k: &K| (hasher.hash_one(k) >> 32) as usize % SHARDS;
-    // Each block of rows split by shard on its own core; blocks stay in arrival order.
-    let blocks: Vec<Vec<Vec<(K, u32)>>> = rows
-        .par_chunks(1 << 20)
-        .map(|block| {
+    const BLOCK: usize = 1 << 20;
+    // Each block of rows split by shard on its own core.
+    let blocks: Vec<Vec<Vec<(K, u32)>>> = (0..rows.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let block = b * BLOCK..((b + 1) * BLOCK).min(rows);
             let mut shards: Vec<Vec<(K, u32)>> = (0..SHARDS)
                 .map(|_| Vec::with_capacity(block.len() / SHARDS * 5 / 4))
                 .collect();
-            for &row in block {
+            for row in block.filter(|&row| in_play(row)) {
                 let k = key(row);
-                shards[shard_of(&k)].push((k, row));
+                shards[shard_of(&k)].push((k, row as u32));
             }
             shards
         })
@@ -160,35 +140,26 @@ where
         .into_par_iter()
         .flat_map_iter(|s| {
             let len = blocks.iter().map(|b| b[s].len()).sum();
-            let mut seen: FastSet<K> = FastSet::default();
-            seen.reserve(len);
+            let mut first: FastMap<K, u32> = FastMap::default();
+            first.reserve(len);
             let mut later = Vec::new();
             for &(k, row) in blocks.iter().flat_map(|b| &b[s]) {
-                if !seen.insert(k) {
-                    later.push(row);
+                match first.entry(k) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(row);
+                    }
+                    Entry::Occupied(mut kept) => {
+                        if arrives_before(row as usize, *kept.get() as usize) {
+                            later.push(kept.insert(row));
+                        } else {
+                            later.push(row);
+                        }
+                    }
                 }
             }
             later
         })
         .collect()
-}
-
-/// Sorts distinct keys (so that every sort gives the same order). Bronze is written in arrival
-/// order, so a day's rows mostly are in it already — a day of simulated Bronze has a handful of
-/// descents in ten million rows, where a parallel sort still moved every key a dozen times: a
-/// run-adaptive merge sort then costs a few passes. Other inputs get the parallel sort.
-fn sort_nearly_sorted<T: Ord + Send>(keys: &mut [T]) {
-    const FEW_RUNS: usize = 64;
-    let descents = keys
-        .windows(2)
-        .filter(|w| w[0] > w[1])
-        .take(FEW_RUNS)
-        .count();
-    if descents >= FEW_RUNS {
-        keys.par_sort_unstable();
-    } else if descents > 0 {
-        keys.sort();
-    }
 }
 
 /// The rows in play (flag 0) as sorted keys: patient rank in the top 32 bits, then
@@ -314,43 +285,28 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
     step("ranked");
     let offset_in_day =
         |i: usize| (keys.recorded_at.get(i).unwrap_or(day_start) - day_start) as u32;
-    {
-        // First received copy wins; the order is total, so the choice is the same on every run.
-        let (run_rank, source_rank) = (rank_strings(keys.ingest_run_id), rank_strings(keys.source));
-        let mut by_arrival: Vec<(i64, u32, u32, i64, u32)> = (0..n)
-            .into_par_iter()
-            .filter(|&i| flags[i] == 0)
-            .map(|i| {
-                (
-                    keys.received_at.get(i).unwrap_or(i64::MAX),
-                    run_rank[i],
-                    source_rank[i],
-                    keys.source_offset.get(i).unwrap_or(i64::MAX),
-                    i as u32,
-                )
-            })
-            .collect();
-        drop((run_rank, source_rank));
-        sort_nearly_sorted(&mut by_arrival);
-        step("arrival order");
-        let arrival: Vec<u32> = by_arrival.into_iter().map(|(.., row)| row).collect();
-        for row in later_copies(&arrival, |row| message[row as usize]) {
-            counts.duplicate_message_id += 1;
-            flags[row as usize] = DUPLICATE;
-        }
-        // A device's sample: its rank and the time in the day, packed in one u64.
-        let first_copies: Vec<u32> = arrival
-            .into_iter()
-            .filter(|&row| flags[row as usize] == 0)
-            .collect();
-        let sample = |row: u32| {
-            let i = row as usize;
-            (u64::from(device_of[i]) << 32) | u64::from(offset_in_day(i))
-        };
-        for row in later_copies(&first_copies, sample) {
-            counts.duplicate_device_time += 1;
-            flags[row as usize] = DUPLICATE;
-        }
+    // First received copy wins: earliest `received_at`, then ingest run, source, offset and
+    // row. The order is total, so the choice is the same on every run.
+    let arrival = |i: usize| {
+        (
+            keys.received_at.get(i).unwrap_or(i64::MAX),
+            keys.ingest_run_id.get(i),
+            keys.source.get(i),
+            keys.source_offset.get(i).unwrap_or(i64::MAX),
+            i,
+        )
+    };
+    let arrives_before = |a: usize, b: usize| arrival(a) < arrival(b);
+    for row in later_copies(n, |i| flags[i] == 0, |i| message[i], arrives_before) {
+        counts.duplicate_message_id += 1;
+        flags[row as usize] = DUPLICATE;
+    }
+    // Then, among first copies, a device's sample: its rank and the time in the day, packed
+    // in one u64.
+    let sample = |i: usize| (u64::from(device_of[i]) << 32) | u64::from(offset_in_day(i));
+    for row in later_copies(n, |i| flags[i] == 0, sample, arrives_before) {
+        counts.duplicate_device_time += 1;
+        flags[row as usize] = DUPLICATE;
     }
     drop(message);
     step("deduplicated");
@@ -485,20 +441,29 @@ mod tests {
     }
 
     #[test]
-    fn nearly_sorted_and_shuffled_keys_sort_alike() {
-        for descents in [0usize, 3, 500] {
-            let mut keys: Vec<u64> = (0..10_000).collect();
-            // Move `descents` keys far back: each makes one descent (or two).
-            for k in 0..descents {
-                let from = (k * 7_919) % keys.len();
-                let key = keys.remove(from);
-                keys.insert((from + 4_001) % keys.len(), key);
+    fn later_copies_keeps_the_earliest_arrival_of_each_key() {
+        // Keys repeat in runs of up to 5 copies, arriving in an order unrelated to row order;
+        // some rows are out of play. Rows span several blocks.
+        let n = (1 << 20) + 5_000;
+        let key = |i: usize| (i * 7) % (n / 3);
+        let arrival = |i: usize| (i * 104_729) % 1_000_003;
+        let in_play = |i: usize| i % 13 != 5;
+        let mut later = later_copies(n, in_play, key, |a, b| (arrival(a), a) < (arrival(b), b));
+        later.sort_unstable();
+        let mut first: std::collections::HashMap<usize, usize> = Default::default();
+        for i in (0..n).filter(|&i| in_play(i)) {
+            let kept = first.entry(key(i)).or_insert(i);
+            if (arrival(i), i) < (arrival(*kept), *kept) {
+                *kept = i;
             }
-            let mut expected = keys.clone();
-            expected.sort_unstable();
-            sort_nearly_sorted(&mut keys);
-            assert_eq!(keys, expected, "{descents} moved");
         }
+        let winners: BTreeSet<usize> = first.into_values().collect();
+        let expected: Vec<u32> = (0..n)
+            .filter(|&i| in_play(i) && !winners.contains(&i))
+            .map(|i| i as u32)
+            .collect();
+        assert!(expected.len() > n / 2, "the test needs many copies");
+        assert_eq!(later, expected);
     }
 
     #[test]
