@@ -19,6 +19,7 @@ pub mod keys;
 pub mod periodic;
 pub mod research;
 pub mod rows;
+mod scatter;
 pub mod silver;
 pub mod silver_plan;
 pub mod window;

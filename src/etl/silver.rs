@@ -21,6 +21,7 @@ use crate::domain::heat_index::heat_index_c;
 use crate::domain::thresholds::{Thresholds, Tier, Vital};
 use crate::domain::time::UtcMillis;
 use crate::domain::QualityFlag;
+use crate::output::decimal_dictionary;
 use crate::output::dictionary_column::{self, DictionaryColumn};
 use crate::output::parquet_groups::{ParallelGroupWriter, ROW_GROUP_ROWS};
 use crate::output::{HashedFile, OutputError, WrittenFile};
@@ -246,12 +247,26 @@ pub fn build(
 
 /// The Bronze rows in Silver order, and the rows set aside before deduplication. Column by
 /// column, each Bronze column freed once taken, so the day is never held twice; two columns
-/// at a time, so both cores work (one column more in memory).
+/// at a time, so both cores work (one column more in memory). Fixed-width columns are
+/// scattered into Silver order (`scatter`: cache-friendly where a gather is not), the others
+/// gathered.
 fn take_rows(
     bronze: &mut DataFrame,
     silver_rows: Vec<IdxSize>,
     early_rows: Vec<IdxSize>,
 ) -> Result<(DataFrame, DataFrame), EtlError> {
+    let destinations = super::scatter::Destinations::new(&silver_rows, bronze.height());
+    let in_silver_order = |c: &Column, order: &IdxCa| -> PolarsResult<Column> {
+        match destinations
+            .as_ref()
+            .map(|d| d.scatter(c))
+            .transpose()?
+            .flatten()
+        {
+            Some(scattered) => Ok(scattered),
+            None => c.take(order),
+        }
+    };
     let (order, early) = (
         IdxCa::from_vec("".into(), silver_rows),
         IdxCa::from_vec("".into(), early_rows),
@@ -267,7 +282,7 @@ fn take_rows(
             .map_err(|e| EtlError::polars("Silver", e))?;
         let taken: Vec<PolarsResult<(Column, Column)>> = columns
             .into_par_iter()
-            .map(|c| Ok((c.take(&order)?, c.take(&early)?)))
+            .map(|c| Ok((in_silver_order(&c, &order)?, c.take(&early)?)))
             .collect();
         for t in taken {
             let (o, e) = t.map_err(|e| EtlError::polars("Silver", e))?;
@@ -575,6 +590,11 @@ fn file_arrays(slice: &DataFrame, thresholds: &Thresholds) -> Result<Vec<ArrayRe
                 dictionary_column::from_strings(
                     series.str().map_err(|e| EtlError::polars("Silver", e))?,
                 )
+            } else if let Ok(readings) = series.f64() {
+                // Readings and heat index are whole tenths: a dictionary of them, as in Bronze.
+                let values: Vec<Option<f64>> = readings.iter().collect();
+                Ok(decimal_dictionary::one_decimal(&values)
+                    .unwrap_or_else(|| series.rechunk().to_arrow(0, CompatLevel::newest())))
             } else {
                 Ok(series.rechunk().to_arrow(0, CompatLevel::newest()))
             };
@@ -601,9 +621,9 @@ pub fn write(
         })
     };
     let schema = decode(&silver.slice(0, 0), thresholds)?.schema().clone();
-    let mut writer = ParallelGroupWriter::lake(&mut file, &schema)
-        .map_err(perr)?
-        .plain(&["message_id"]);
+    let mut writer = crate::lake::bronze::measurement_encodings(
+        ParallelGroupWriter::lake(&mut file, &schema).map_err(perr)?,
+    );
     for offset in (0..silver.height()).step_by(ROW_GROUP_ROWS) {
         let arrays = file_arrays(&silver.slice(offset as i64, ROW_GROUP_ROWS), thresholds)?;
         writer.write_arrays(&arrays).map_err(perr)?;

@@ -352,20 +352,29 @@ fn encode(
         Some(w) => w,
         // The lake's settings (zstd level 1, statistics): Bronze is written once at ingest
         // speed and read by one ETL run; higher levels cost more CPU than they save in bytes.
-        // Timestamps and offsets step by little from row to row: delta-packed, they take a few
-        // bits a row, and the writer skips hashing them to estimate a cardinality close to the
-        // row count. Message ids are random: their min/max would prune nothing.
-        None => ParallelGroupWriter::lake(file, &bronze_schema())
-            .map_err(&perr)?
-            .plain(&["message_id"])
-            .without_min_max(&["message_id"])
-            .encoded(
-                &["recorded_at", "received_at", "source_offset"],
-                polars_parquet::write::Encoding::DeltaBinaryPacked,
-            ),
+        None => {
+            measurement_encodings(ParallelGroupWriter::lake(file, &bronze_schema()).map_err(&perr)?)
+        }
     };
     writer.write_arrays(&arrays).map_err(&perr)?;
     Ok(writer)
+}
+
+/// The encodings of a measurement table's columns, Bronze's and Silver's alike. Timestamps and
+/// offsets step by little from row to row: delta-packed, they take a few bits a row, and the
+/// writer skips hashing them to estimate a cardinality close to the row count. Message ids are
+/// random: written plain, without a min/max that would prune nothing. (Readings are given to
+/// the writer as dictionaries already: `output::decimal_dictionary`.)
+pub fn measurement_encodings<W: std::io::Write>(
+    writer: ParallelGroupWriter<W>,
+) -> ParallelGroupWriter<W> {
+    writer
+        .plain(&["message_id"])
+        .without_min_max(&["message_id"])
+        .encoded(
+            &["recorded_at", "received_at", "source_offset"],
+            polars_parquet::write::Encoding::DeltaBinaryPacked,
+        )
 }
 
 /// A quarantined record.
