@@ -95,6 +95,39 @@ fn grouped_by(
         .map_err(perr(table))
 }
 
+/// The column numbering each patient's run of rows in Silver.
+const PATIENT_RUN: &str = "__patient_run";
+
+/// Silver grouped by patient, one row per patient in Silver's order (`patient_id` first), given
+/// the patients' row ranges. Silver is sorted by patient: a run number flagged sorted lets
+/// Polars cut the groups as slices of the frame, where grouping by the id text hashed ten
+/// million 36-byte strings and gathered every aggregated column by group.
+fn grouped_by_patient(
+    silver: &DataFrame,
+    ranges: &[(String, std::ops::Range<usize>)],
+    aggs: Vec<Expr>,
+    table: &'static str,
+) -> Result<DataFrame, EtlError> {
+    let mut run = vec![0u32; silver.height()];
+    for (k, (_, range)) in ranges.iter().enumerate() {
+        run[range.clone()].fill(k as u32);
+    }
+    let mut run = UInt32Chunked::from_vec(PATIENT_RUN.into(), run);
+    run.set_sorted_flag(polars::series::IsSorted::Ascending);
+    let mut frame = silver.clone();
+    frame.with_column(run.into_column()).map_err(perr(table))?;
+    let mut aggs = aggs;
+    aggs.insert(0, col("patient_id").first().alias("patient_id"));
+    frame
+        .lazy()
+        .group_by([col(PATIENT_RUN)])
+        .agg(aggs)
+        .sort([PATIENT_RUN], SortMultipleOptions::default())
+        .drop(by_name([PATIENT_RUN], true, false))
+        .collect()
+        .map_err(perr(table))
+}
+
 pub fn build(
     silver: &DataFrame,
     alerts: &[Alert],
@@ -103,10 +136,17 @@ pub fn build(
     keyer: &PatientKeyer,
     day: DaySettings,
 ) -> Result<DailyGold, EtlError> {
+    let step = super::step_timer("gold");
+    let patient_daily = patient_daily(silver, alerts, reference, thresholds, keyer, day)?;
+    step("patient_daily");
+    let quality_daily = quality_daily(silver, keyer, thresholds, day)?;
+    step("quality_daily");
+    let alerts_daily = alerts_daily(alerts, keyer, day)?;
+    step("alerts_daily");
     Ok(DailyGold {
-        patient_daily: patient_daily(silver, alerts, reference, thresholds, keyer, day)?,
-        quality_daily: quality_daily(silver, keyer, thresholds, day)?,
-        alerts_daily: alerts_daily(alerts, keyer, day)?,
+        patient_daily,
+        quality_daily,
+        alerts_daily,
     })
 }
 
@@ -129,9 +169,12 @@ struct PatientExtras {
     hr_variability: Option<f64>,
 }
 
-fn patient_extras(silver: &DataFrame, day: DaySettings) -> Result<Vec<PatientExtras>, EtlError> {
+fn patient_extras(
+    silver: &DataFrame,
+    ranges: &[(String, std::ops::Range<usize>)],
+    day: DaySettings,
+) -> Result<Vec<PatientExtras>, EtlError> {
     let c = Columns::new(silver, "Silver");
-    let patient = c.str("patient_id")?;
     let eligible = c.bool("trend_eligible")?;
     let recorded = c.millis("recorded_at")?;
     let heart_rate = c.i16("heart_rate_bpm")?;
@@ -141,7 +184,7 @@ fn patient_extras(silver: &DataFrame, day: DaySettings) -> Result<Vec<PatientExt
         .collect::<Result<Vec<_>, _>>()?;
     let max_gap_ms = (2.0 * day.expected_interval_s * 1000.0) as i64;
     let mut out = Vec::new();
-    for (patient_id, range) in patient_ranges(patient) {
+    for (patient_id, range) in ranges.iter().cloned() {
         let mut tier_samples = [0i64; 4];
         let (mut diffs, mut n_diffs) = (0.0, 0u32);
         let mut previous: Option<(i64, i16)> = None;
@@ -222,7 +265,8 @@ fn patient_daily(
             .mean()
             .alias("signal_poor_share"),
     ]);
-    let mut grouped = grouped_by(silver, "patient_id", aggs, "patient_daily")?;
+    let ranges = patient_ranges(Columns::new(silver, "Silver").str("patient_id")?);
+    let mut grouped = grouped_by_patient(silver, &ranges, aggs, "patient_daily")?;
     // Silver's age group is a code in memory: Gold has its id.
     let age_groups: Vec<Option<&str>> = Columns::new(&grouped, "patient_daily")
         .i16("age_group")?
@@ -233,7 +277,7 @@ fn patient_daily(
         .with_column(Column::new("age_group".into(), age_groups))
         .map_err(perr("patient_daily"))?;
 
-    let extras = patient_extras(silver, day)?;
+    let extras = patient_extras(silver, &ranges, day)?;
     let c = Columns::new(&grouped, "patient_daily");
     let ids = c.str("patient_id")?;
     let samples = c.i64("samples")?;
