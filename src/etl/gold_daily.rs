@@ -78,22 +78,8 @@ fn perr(table: &'static str) -> impl Fn(PolarsError) -> EtlError {
     move |e| EtlError::polars(table, e)
 }
 
-/// Silver grouped by `key`, one row per value, sorted by it.
-fn grouped_by(
-    silver: &DataFrame,
-    key: &str,
-    aggs: Vec<Expr>,
-    table: &'static str,
-) -> Result<DataFrame, EtlError> {
-    silver
-        .clone()
-        .lazy()
-        .group_by([col(key)])
-        .agg(aggs)
-        .sort([key], SortMultipleOptions::default())
-        .collect()
-        .map_err(perr(table))
-}
+/// Each patient's id and rows in Silver (sorted by patient), in Silver's order.
+type PatientRanges = [(String, std::ops::Range<usize>)];
 
 /// The column numbering each patient's run of rows in Silver.
 const PATIENT_RUN: &str = "__patient_run";
@@ -104,7 +90,7 @@ const PATIENT_RUN: &str = "__patient_run";
 /// million 36-byte strings and gathered every aggregated column by group.
 fn grouped_by_patient(
     silver: &DataFrame,
-    ranges: &[(String, std::ops::Range<usize>)],
+    ranges: &PatientRanges,
     aggs: Vec<Expr>,
     table: &'static str,
 ) -> Result<DataFrame, EtlError> {
@@ -137,9 +123,11 @@ pub fn build(
     day: DaySettings,
 ) -> Result<DailyGold, EtlError> {
     let step = super::step_timer("gold");
-    let patient_daily = patient_daily(silver, alerts, reference, thresholds, keyer, day)?;
+    // Silver is sorted by patient: each patient's rows, found once for both tables.
+    let ranges = patient_ranges(Columns::new(silver, "Silver").str("patient_id")?);
+    let patient_daily = patient_daily(silver, &ranges, alerts, reference, thresholds, keyer, day)?;
     step("patient_daily");
-    let quality_daily = quality_daily(silver, keyer, thresholds, day)?;
+    let quality_daily = quality_daily(silver, &ranges, keyer, thresholds, day)?;
     step("quality_daily");
     let alerts_daily = alerts_daily(alerts, keyer, day)?;
     step("alerts_daily");
@@ -171,7 +159,7 @@ struct PatientExtras {
 
 fn patient_extras(
     silver: &DataFrame,
-    ranges: &[(String, std::ops::Range<usize>)],
+    ranges: &PatientRanges,
     day: DaySettings,
 ) -> Result<Vec<PatientExtras>, EtlError> {
     let c = Columns::new(silver, "Silver");
@@ -221,6 +209,7 @@ fn patient_extras(
 
 fn patient_daily(
     silver: &DataFrame,
+    ranges: &PatientRanges,
     alerts: &[Alert],
     reference: &Reference,
     thresholds: &Thresholds,
@@ -265,8 +254,7 @@ fn patient_daily(
             .mean()
             .alias("signal_poor_share"),
     ]);
-    let ranges = patient_ranges(Columns::new(silver, "Silver").str("patient_id")?);
-    let mut grouped = grouped_by_patient(silver, &ranges, aggs, "patient_daily")?;
+    let mut grouped = grouped_by_patient(silver, ranges, aggs, "patient_daily")?;
     // Silver's age group is a code in memory: Gold has its id.
     let age_groups: Vec<Option<&str>> = Columns::new(&grouped, "patient_daily")
         .i16("age_group")?
@@ -277,7 +265,7 @@ fn patient_daily(
         .with_column(Column::new("age_group".into(), age_groups))
         .map_err(perr("patient_daily"))?;
 
-    let extras = patient_extras(silver, &ranges, day)?;
+    let extras = patient_extras(silver, ranges, day)?;
     let c = Columns::new(&grouped, "patient_daily");
     let ids = c.str("patient_id")?;
     let samples = c.i64("samples")?;
@@ -389,54 +377,97 @@ fn patient_daily(
         .map_err(perr("patient_daily"))
 }
 
+/// One device's day, as `quality_daily` counts it.
+struct DeviceDay<'a> {
+    device_id: &'a str,
+    /// The patient of the device's first row in Silver order.
+    patient_id: &'a str,
+    samples: i64,
+    /// Rows per flag, in `QualityFlag::ALL` order.
+    flags: [i64; QualityFlag::ALL.len()],
+    needs_review: i64,
+    /// Event times, ascending within each patient's run.
+    times: Vec<i64>,
+}
+
+/// Every device's day, sorted by device id: one pass over Silver's patient runs. A patient's
+/// rows hold a device or two, so the device's entry is looked up when the device changes,
+/// not on every row (a group-by hashed each of ten million ids, then a map of times hashed
+/// them again).
+fn device_days<'a>(
+    silver: &'a DataFrame,
+    ranges: &'a PatientRanges,
+) -> Result<Vec<DeviceDay<'a>>, EtlError> {
+    let c = Columns::new(silver, "Silver");
+    let (device, recorded) = (c.str("device_id")?, c.millis("recorded_at")?);
+    let (quality, severity) = (c.str("quality_flag")?, c.i16("quality_severity")?);
+    if device.null_count() > 0 {
+        return Err(EtlError::Internal(
+            "Silver has rows without a device_id".into(),
+        ));
+    }
+    let codes = QualityFlag::ALL.map(QualityFlag::code);
+    let mut days: Vec<DeviceDay<'a>> = Vec::new();
+    let mut index: crate::id_hash::FastMap<&'a str, usize> = Default::default();
+    for (patient_id, range) in ranges {
+        let mut current: Option<(&str, usize)> = None;
+        for i in range.clone() {
+            let d = device.get(i).unwrap_or_default();
+            let at = match current {
+                Some((last, at)) if last == d => at,
+                _ => {
+                    let at = *index.entry(d).or_insert_with(|| {
+                        days.push(DeviceDay {
+                            device_id: d,
+                            patient_id,
+                            samples: 0,
+                            flags: [0; QualityFlag::ALL.len()],
+                            needs_review: 0,
+                            times: Vec::new(),
+                        });
+                        days.len() - 1
+                    });
+                    current = Some((d, at));
+                    at
+                }
+            };
+            let day = &mut days[at];
+            day.samples += 1;
+            if let Some(k) = quality
+                .get(i)
+                .and_then(|q| codes.iter().position(|c| *c == q))
+            {
+                day.flags[k] += 1;
+            }
+            if severity.get(i) == Some(3) {
+                day.needs_review += 1;
+            }
+            if let Some(t) = recorded.get(i) {
+                day.times.push(t);
+            }
+        }
+    }
+    days.sort_unstable_by(|a, b| a.device_id.cmp(b.device_id));
+    Ok(days)
+}
+
 fn quality_daily(
     silver: &DataFrame,
+    ranges: &PatientRanges,
     keyer: &PatientKeyer,
     thresholds: &Thresholds,
     day: DaySettings,
 ) -> Result<DataFrame, EtlError> {
-    let mut aggs = vec![
-        col("patient_id").first().alias("patient_id"),
-        len().cast(DataType::Int64).alias("samples"),
-    ];
-    for flag in QualityFlag::ALL {
-        // Counted, then cast: casting first made a ten-million-row Int64 column per flag.
-        aggs.push(
-            col("quality_flag")
-                .eq(lit(flag.code()))
-                .sum()
-                .cast(DataType::Int64)
-                .alias(format!("flag_{}", flag.code())),
-        );
-    }
-    aggs.push(
-        col("quality_severity")
-            .eq(lit(3i16))
-            .sum()
-            .cast(DataType::Int64)
-            .alias("needs_review"),
-    );
-    let grouped = grouped_by(silver, "device_id", aggs, "quality_daily")?;
+    let mut devices = device_days(silver, ranges)?;
 
     // Gaps: silences longer than the device-silent rule, the day's edges included.
-    let c = Columns::new(silver, "Silver");
-    let (device, recorded) = (c.str("device_id")?, c.millis("recorded_at")?);
     let day_start = UtcMillis::from_date(day.date).0;
     let day_end = day_start + MS_PER_DAY;
     let gap_ms = thresholds.device.silent_after_s as i64 * 1000;
-    let mut times: crate::id_hash::FastMap<&str, Vec<i64>> = Default::default();
-    for (d, t) in device.iter().zip(recorded.iter()) {
-        if let (Some(d), Some(t)) = (d, t) {
-            times.entry(d).or_default().push(t);
-        }
-    }
-    let gc = Columns::new(&grouped, "quality_daily");
-    let devices = gc.str("device_id")?;
-    let samples = gc.i64("samples")?;
-    let mut gaps = Vec::with_capacity(grouped.height());
-    let mut longest = Vec::with_capacity(grouped.height());
-    for d in devices.iter() {
-        let mut t = times.get(d.unwrap_or("")).cloned().unwrap_or_default();
+    let mut gaps = Vec::with_capacity(devices.len());
+    let mut longest = Vec::with_capacity(devices.len());
+    for d in &mut devices {
+        let mut t = std::mem::take(&mut d.times);
         t.sort_unstable();
         let mut edges = vec![day_start];
         edges.extend(t);
@@ -449,47 +480,45 @@ fn quality_daily(
         gaps.push(silences.len() as i64);
         longest.push(silences.iter().max().copied().unwrap_or(0) as f64 / 1000.0);
     }
-    let keys: Vec<String> = gc
-        .str("patient_id")?
+    let keys: Vec<String> = devices
         .iter()
-        .map(|s| keyer.key(&s.and_then(|s| Uuid::try_parse(s).ok()).unwrap_or_default()))
+        .map(|d| keyer.key(&Uuid::try_parse(d.patient_id).unwrap_or_default()))
         .collect();
-    let mut df = grouped.clone();
-    df.hstack_mut(&[
+    let mut columns = vec![
+        Column::new(
+            "device_id".into(),
+            devices.iter().map(|d| d.device_id).collect::<Vec<_>>(),
+        ),
         Column::new("patient_key".into(), keys),
         Column::new(
+            "samples".into(),
+            devices.iter().map(|d| d.samples).collect::<Vec<_>>(),
+        ),
+        Column::new(
             "expected_samples".into(),
-            vec![day.expected_samples(); grouped.height()],
+            vec![day.expected_samples(); devices.len()],
         ),
         Column::new(
             "completeness".into(),
-            samples
+            devices
                 .iter()
-                .map(|s| day.completeness(s.unwrap_or(0)))
+                .map(|d| day.completeness(d.samples))
                 .collect::<Vec<_>>(),
         ),
         Column::new("gaps".into(), gaps),
         Column::new("longest_gap_s".into(), longest),
-    ])
-    .map_err(perr("quality_daily"))?;
-    let mut order: Vec<String> = [
-        "device_id",
-        "patient_key",
-        "samples",
-        "expected_samples",
-        "completeness",
-        "gaps",
-        "longest_gap_s",
-        "needs_review",
-    ]
-    .map(String::from)
-    .to_vec();
-    order.extend(
-        QualityFlag::ALL
-            .iter()
-            .map(|f| format!("flag_{}", f.code())),
-    );
-    df.select(order).map_err(perr("quality_daily"))
+        Column::new(
+            "needs_review".into(),
+            devices.iter().map(|d| d.needs_review).collect::<Vec<_>>(),
+        ),
+    ];
+    for (k, flag) in QualityFlag::ALL.iter().enumerate() {
+        columns.push(Column::new(
+            format!("flag_{}", flag.code()).into(),
+            devices.iter().map(|d| d.flags[k]).collect::<Vec<_>>(),
+        ));
+    }
+    DataFrame::new(devices.len(), columns).map_err(perr("quality_daily"))
 }
 
 fn alerts_daily(
