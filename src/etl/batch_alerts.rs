@@ -30,6 +30,9 @@ pub struct DayAlerts {
     pub state: EngineState,
 }
 
+/// Each patient's id and rows in a frame sorted by patient, in the frame's order.
+pub type PatientRanges = [(String, Range<usize>)];
+
 /// Contiguous row ranges of each patient in a frame sorted by patient.
 pub fn patient_ranges(patient: &StringChunked) -> Vec<(String, Range<usize>)> {
     let mut out: Vec<(String, Range<usize>)> = Vec::new();
@@ -51,17 +54,30 @@ pub fn run_day(
     previous: EngineState,
     day_end: UtcMillis,
 ) -> Result<DayAlerts, EtlError> {
+    let ranges = patient_ranges(Columns::new(silver, "Silver").str("patient_id")?);
+    run_day_in_ranges(silver, &ranges, reference, thresholds, previous, day_end)
+}
+
+/// `run_day`, given Silver's patient ranges (`patient_ranges`), which Gold reads too.
+pub fn run_day_in_ranges(
+    silver: &DataFrame,
+    ranges: &PatientRanges,
+    reference: &Reference,
+    thresholds: &Thresholds,
+    previous: EngineState,
+    day_end: UtcMillis,
+) -> Result<DayAlerts, EtlError> {
     let c = Columns::new(silver, "Silver");
     let rows = MeasurementRows::new(&c)?;
     let mut states = previous.into_patients();
     let mut work: Vec<(Uuid, EngineState, Option<Range<usize>>)> = Vec::new();
-    for (patient, range) in patient_ranges(rows.patient) {
-        let id = Uuid::try_parse(&patient).map_err(|_| EtlError::Schema {
+    for (patient, range) in ranges {
+        let id = Uuid::try_parse(patient).map_err(|_| EtlError::Schema {
             input: "Silver".into(),
             message: format!("patient_id {patient:?} is not a UUID"),
         })?;
         let state = states.remove(&id).unwrap_or_default();
-        work.push((id, state, Some(range)));
+        work.push((id, state, Some(range.clone())));
     }
     // Patients without samples today still advance: their devices may have fallen silent.
     work.extend(states.into_iter().map(|(id, st)| (id, st, None)));

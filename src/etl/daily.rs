@@ -3,7 +3,7 @@
 
 use super::batch_alerts;
 use super::commit::PartitionWriter;
-use super::frame::{partition_files, read_files};
+use super::frame::{partition_files, read_files, Columns};
 use super::gold_daily::{self, DaySettings};
 use super::keys::PatientKeyer;
 use super::silver::{self, Reference, SilverCounts};
@@ -223,9 +223,16 @@ fn derive(
     let prior = previous_state(&job.root, date)?;
     let alert_state = if prior.is_some() { "continued" } else { "cold" };
     let day_end = UtcMillis(UtcMillis::from_date(date).0 + MS_PER_DAY);
+    // Silver is sorted by patient: each patient's rows, found once for the alerts and Gold.
+    let ranges = if silver_frame.height() > 0 {
+        batch_alerts::patient_ranges(Columns::new(silver_frame, "Silver").str("patient_id")?)
+    } else {
+        Vec::new()
+    };
     let day_alerts = if silver_frame.height() > 0 {
-        batch_alerts::run_day(
+        batch_alerts::run_day_in_ranges(
             silver_frame,
+            &ranges,
             reference,
             job.thresholds,
             prior.unwrap_or_default(),
@@ -244,6 +251,7 @@ fn derive(
     let gold = if silver_frame.height() > 0 {
         Some(gold_daily::build(
             silver_frame,
+            &ranges,
             &day_alerts.alerts,
             reference,
             job.thresholds,

@@ -5,7 +5,7 @@
 //! construction (Silver is deduplicated), completeness uses the real expected sampling rate,
 //! vital statistics use trend-eligible samples only, time is event time.
 
-use super::batch_alerts::patient_ranges;
+use super::batch_alerts::PatientRanges;
 use super::frame::Columns;
 use super::keys::PatientKeyer;
 use super::silver::Reference;
@@ -78,9 +78,6 @@ fn perr(table: &'static str) -> impl Fn(PolarsError) -> EtlError {
     move |e| EtlError::polars(table, e)
 }
 
-/// Each patient's id and rows in Silver (sorted by patient), in Silver's order.
-type PatientRanges = [(String, std::ops::Range<usize>)];
-
 /// The column numbering each patient's run of rows in Silver.
 const PATIENT_RUN: &str = "__patient_run";
 
@@ -91,7 +88,7 @@ const PATIENT_RUN: &str = "__patient_run";
 fn grouped_by_patient(
     silver: &DataFrame,
     ranges: &PatientRanges,
-    aggs: Vec<Expr>,
+    mut aggs: Vec<Expr>,
     table: &'static str,
 ) -> Result<DataFrame, EtlError> {
     let mut run = vec![0u32; silver.height()];
@@ -102,7 +99,6 @@ fn grouped_by_patient(
     run.set_sorted_flag(polars::series::IsSorted::Ascending);
     let mut frame = silver.clone();
     frame.with_column(run.into_column()).map_err(perr(table))?;
-    let mut aggs = aggs;
     aggs.insert(0, col("patient_id").first().alias("patient_id"));
     frame
         .lazy()
@@ -114,8 +110,11 @@ fn grouped_by_patient(
         .map_err(perr(table))
 }
 
+/// The daily Gold tables of `silver`, whose patient ranges (`batch_alerts::patient_ranges`)
+/// are `ranges`.
 pub fn build(
     silver: &DataFrame,
+    ranges: &PatientRanges,
     alerts: &[Alert],
     reference: &Reference,
     thresholds: &Thresholds,
@@ -123,11 +122,9 @@ pub fn build(
     day: DaySettings,
 ) -> Result<DailyGold, EtlError> {
     let step = super::step_timer("gold");
-    // Silver is sorted by patient: each patient's rows, found once for both tables.
-    let ranges = patient_ranges(Columns::new(silver, "Silver").str("patient_id")?);
-    let patient_daily = patient_daily(silver, &ranges, alerts, reference, thresholds, keyer, day)?;
+    let patient_daily = patient_daily(silver, ranges, alerts, reference, thresholds, keyer, day)?;
     step("patient_daily");
-    let quality_daily = quality_daily(silver, &ranges, keyer, thresholds, day)?;
+    let quality_daily = quality_daily(silver, ranges, keyer, thresholds, day)?;
     step("quality_daily");
     let alerts_daily = alerts_daily(alerts, keyer, day)?;
     step("alerts_daily");
