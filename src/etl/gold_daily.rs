@@ -8,6 +8,8 @@
 use super::batch_alerts::PatientRanges;
 use super::frame::Columns;
 use super::keys::PatientKeyer;
+use super::patient_summary::{self, PatientDay};
+use super::rows::Rows;
 use super::silver::Reference;
 use super::EtlError;
 use crate::domain::alerts::Alert;
@@ -25,15 +27,6 @@ pub const VITAL_STATS: [(&str, &str); 5] = [
     ("respiratory_rate_min", "respiratory_rate"),
     ("temperature_c", "temperature"),
     ("hydration_pct", "hydration"),
-];
-
-/// The tier columns that describe the patient (heat index describes the weather).
-const PATIENT_TIERS: [&str; 5] = [
-    "spo2_tier",
-    "heart_rate_tier",
-    "respiratory_rate_tier",
-    "temperature_tier",
-    "hydration_tier",
 ];
 
 pub const TIER_LEVELS: [&str; 4] = ["normal", "vigilance", "alert", "emergency"];
@@ -78,38 +71,6 @@ fn perr(table: &'static str) -> impl Fn(PolarsError) -> EtlError {
     move |e| EtlError::polars(table, e)
 }
 
-/// The column numbering each patient's run of rows in Silver.
-const PATIENT_RUN: &str = "__patient_run";
-
-/// Silver grouped by patient, one row per patient in Silver's order (`patient_id` first), given
-/// the patients' row ranges. Silver is sorted by patient: a run number flagged sorted lets
-/// Polars cut the groups as slices of the frame, where grouping by the id text hashed ten
-/// million 36-byte strings and gathered every aggregated column by group.
-fn grouped_by_patient(
-    silver: &DataFrame,
-    ranges: &PatientRanges,
-    mut aggs: Vec<Expr>,
-    table: &'static str,
-) -> Result<DataFrame, EtlError> {
-    let mut run = vec![0u32; silver.height()];
-    for (k, (_, range)) in ranges.iter().enumerate() {
-        run[range.clone()].fill(k as u32);
-    }
-    let mut run = UInt32Chunked::from_vec(PATIENT_RUN.into(), run);
-    run.set_sorted_flag(polars::series::IsSorted::Ascending);
-    let mut frame = silver.clone();
-    frame.with_column(run.into_column()).map_err(perr(table))?;
-    aggs.insert(0, col("patient_id").first().alias("patient_id"));
-    frame
-        .lazy()
-        .group_by([col(PATIENT_RUN)])
-        .agg(aggs)
-        .sort([PATIENT_RUN], SortMultipleOptions::default())
-        .drop(by_name([PATIENT_RUN], true, false))
-        .collect()
-        .map_err(perr(table))
-}
-
 /// The daily Gold tables of `silver`, whose patient ranges (`batch_alerts::patient_ranges`)
 /// are `ranges`.
 pub fn build(
@@ -135,75 +96,6 @@ pub fn build(
     })
 }
 
-/// How bad a Silver tier code is: 0 normal … 3 emergency, on either side.
-fn tier_level(code: i16) -> Option<usize> {
-    use crate::domain::thresholds::Tier;
-    Some(match super::silver::tier_from_code(code)? {
-        Tier::Normal => 0,
-        Tier::Vigilance | Tier::LowVigilance => 1,
-        Tier::Alert | Tier::LowAlert => 2,
-        Tier::Emergency | Tier::LowEmergency => 3,
-    })
-}
-
-/// What Polars' group-by does not give directly: per patient, minutes in each worst tier,
-/// heart-rate variability, alert counts.
-struct PatientExtras {
-    patient_id: String,
-    tier_samples: [i64; 4],
-    hr_variability: Option<f64>,
-}
-
-fn patient_extras(
-    silver: &DataFrame,
-    ranges: &PatientRanges,
-    day: DaySettings,
-) -> Result<Vec<PatientExtras>, EtlError> {
-    let c = Columns::new(silver, "Silver");
-    let eligible = c.bool("trend_eligible")?;
-    let recorded = c.millis("recorded_at")?;
-    let heart_rate = c.i16("heart_rate_bpm")?;
-    let tiers = PATIENT_TIERS
-        .iter()
-        .map(|t| c.i16(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    let max_gap_ms = (2.0 * day.expected_interval_s * 1000.0) as i64;
-    let mut out = Vec::new();
-    for (patient_id, range) in ranges.iter().cloned() {
-        let mut tier_samples = [0i64; 4];
-        let (mut diffs, mut n_diffs) = (0.0, 0u32);
-        let mut previous: Option<(i64, i16)> = None;
-        for i in range {
-            if eligible.get(i) != Some(true) {
-                continue;
-            }
-            let worst = tiers
-                .iter()
-                .filter_map(|t| t.get(i).and_then(tier_level))
-                .max();
-            if let Some(level) = worst {
-                tier_samples[level] += 1;
-            }
-            let at = recorded.get(i).unwrap_or_default();
-            if let Some(hr) = heart_rate.get(i) {
-                if let Some((t0, hr0)) = previous {
-                    if at - t0 <= max_gap_ms {
-                        diffs += f64::from((hr - hr0).abs());
-                        n_diffs += 1;
-                    }
-                }
-                previous = Some((at, hr));
-            }
-        }
-        out.push(PatientExtras {
-            patient_id,
-            tier_samples,
-            hr_variability: (n_diffs > 0).then(|| diffs / f64::from(n_diffs)),
-        });
-    }
-    Ok(out)
-}
-
 fn patient_daily(
     silver: &DataFrame,
     ranges: &PatientRanges,
@@ -213,69 +105,14 @@ fn patient_daily(
     keyer: &PatientKeyer,
     day: DaySettings,
 ) -> Result<DataFrame, EtlError> {
-    let eligible = || col("trend_eligible");
-    let mut aggs = vec![
-        len().cast(DataType::Int64).alias("samples"),
-        eligible()
-            .sum()
-            .cast(DataType::Int64)
-            .alias("trend_eligible_samples"),
-        col("age_group").last().alias("age_group"),
-    ];
-    for (column, prefix) in VITAL_STATS {
-        let v = || col(column).cast(DataType::Float64).filter(eligible());
-        aggs.extend([
-            v().min().alias(format!("{prefix}_min")),
-            v().mean().alias(format!("{prefix}_mean")),
-            v().quantile(lit(0.05), QuantileMethod::Linear)
-                .alias(format!("{prefix}_p5")),
-            v().quantile(lit(0.95), QuantileMethod::Linear)
-                .alias(format!("{prefix}_p95")),
-            v().max().alias(format!("{prefix}_max")),
-        ]);
-    }
-    let poor = thresholds.device.signal_poor_pct;
-    aggs.extend([
-        col("battery_pct").min().alias("battery_min"),
-        col("battery_pct")
-            .cast(DataType::Float64)
-            .mean()
-            .alias("battery_mean"),
-        col("signal_quality_pct")
-            .cast(DataType::Float64)
-            .mean()
-            .alias("signal_mean"),
-        col("signal_quality_pct")
-            .lt(lit(poor as i16))
-            .cast(DataType::Float64)
-            .mean()
-            .alias("signal_poor_share"),
-    ]);
-    let mut grouped = grouped_by_patient(silver, ranges, aggs, "patient_daily")?;
-    // Silver's age group is a code in memory: Gold has its id.
-    let age_groups: Vec<Option<&str>> = Columns::new(&grouped, "patient_daily")
-        .i16("age_group")?
-        .iter()
-        .map(|g| g.and_then(|g| super::silver::age_group_from_code(thresholds, g)))
-        .collect();
-    grouped
-        .with_column(Column::new("age_group".into(), age_groups))
-        .map_err(perr("patient_daily"))?;
-
-    let extras = patient_extras(silver, ranges, day)?;
-    let c = Columns::new(&grouped, "patient_daily");
-    let ids = c.str("patient_id")?;
-    let samples = c.i64("samples")?;
-    if extras.len() != grouped.height()
-        || extras
-            .iter()
-            .zip(ids.iter())
-            .any(|(e, id)| Some(e.patient_id.as_str()) != id)
-    {
-        return Err(EtlError::Internal(
-            "patient_daily: group-by and per-patient pass disagree on the patients".into(),
-        ));
-    }
+    let max_gap_ms = (2.0 * day.expected_interval_s * 1000.0) as i64;
+    let days = patient_summary::summarise(
+        silver,
+        ranges,
+        thresholds.device.signal_poor_pct,
+        max_gap_ms,
+    )?;
+    let ids: Vec<&str> = ranges.iter().map(|(id, _)| id.as_str()).collect();
     let mut opened: HashMap<Uuid, [i64; 4]> = HashMap::new();
     let day_start = UtcMillis::from_date(day.date).0;
     for a in alerts {
@@ -289,10 +126,13 @@ fn patient_daily(
     }
     let uuids: Vec<Uuid> = ids
         .iter()
-        .map(|s| s.and_then(|s| Uuid::try_parse(s).ok()).unwrap_or_default())
+        .map(|s| Uuid::try_parse(s).unwrap_or_default())
         .collect();
     let minutes_per_sample = day.expected_interval_s / 60.0;
-    let mut extra_columns = vec![
+    let f64s = |name: String, f: &dyn Fn(&PatientDay) -> Option<f64>| {
+        Column::new(name.into(), days.iter().map(f).collect::<Vec<_>>())
+    };
+    let mut columns = vec![
         Column::new(
             "patient_key".into(),
             uuids.iter().map(|u| keyer.key(u)).collect::<Vec<_>>(),
@@ -304,72 +144,74 @@ fn patient_daily(
                 .map(|u| reference.get(u).map(|p| p.genotype.clone()))
                 .collect::<Vec<_>>(),
         ),
+        // Silver's age group is a code in memory: Gold has its id.
+        Column::new(
+            "age_group".into(),
+            days.iter()
+                .map(|d| {
+                    d.age_group
+                        .and_then(|g| super::silver::age_group_from_code(thresholds, g))
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "samples".into(),
+            days.iter().map(|d| d.samples).collect::<Vec<_>>(),
+        ),
         Column::new(
             "expected_samples".into(),
-            vec![day.expected_samples(); grouped.height()],
+            vec![day.expected_samples(); days.len()],
         ),
         Column::new(
             "completeness".into(),
-            samples
-                .iter()
-                .map(|s| day.completeness(s.unwrap_or(0)))
+            days.iter()
+                .map(|d| day.completeness(d.samples))
                 .collect::<Vec<_>>(),
         ),
         Column::new(
-            "heart_rate_variability".into(),
-            extras.iter().map(|e| e.hr_variability).collect::<Vec<_>>(),
+            "trend_eligible_samples".into(),
+            days.iter()
+                .map(|d| d.trend_eligible_samples)
+                .collect::<Vec<_>>(),
         ),
     ];
+    for (k, (_, prefix)) in VITAL_STATS.iter().enumerate() {
+        columns.extend([
+            f64s(format!("{prefix}_min"), &|d| d.vitals[k].min),
+            f64s(format!("{prefix}_mean"), &|d| d.vitals[k].mean),
+            f64s(format!("{prefix}_p5"), &|d| d.vitals[k].p5),
+            f64s(format!("{prefix}_p95"), &|d| d.vitals[k].p95),
+            f64s(format!("{prefix}_max"), &|d| d.vitals[k].max),
+        ]);
+    }
+    columns.push(f64s("heart_rate_variability".into(), &|d| d.hr_variability));
     for (level, name) in TIER_LEVELS.iter().enumerate() {
-        extra_columns.push(Column::new(
+        columns.push(Column::new(
             format!("minutes_{name}").into(),
-            extras
-                .iter()
-                .map(|e| e.tier_samples[level] as f64 * minutes_per_sample)
-                .collect::<Vec<_>>(),
+            days.iter()
+                .map(|d| d.tier_samples[level] as f64 * minutes_per_sample)
+                .collect::<Vec<f64>>(),
         ));
     }
     for (slot, s) in SEVERITIES.iter().enumerate() {
-        extra_columns.push(Column::new(
+        columns.push(Column::new(
             format!("alerts_{}", s.as_str()).into(),
             uuids
                 .iter()
                 .map(|u| opened.get(u).map_or(0, |o| o[slot]))
-                .collect::<Vec<_>>(),
+                .collect::<Vec<i64>>(),
         ));
     }
-    let mut df = grouped;
-    df.hstack_mut(&extra_columns)
-        .map_err(perr("patient_daily"))?;
-    let mut order: Vec<String> = [
-        "patient_key",
-        "genotype",
-        "age_group",
-        "samples",
-        "expected_samples",
-        "completeness",
-        "trend_eligible_samples",
-    ]
-    .map(String::from)
-    .to_vec();
-    for (_, prefix) in VITAL_STATS {
-        for stat in ["min", "mean", "p5", "p95", "max"] {
-            order.push(format!("{prefix}_{stat}"));
-        }
-    }
-    order.push("heart_rate_variability".into());
-    order.extend(TIER_LEVELS.iter().map(|t| format!("minutes_{t}")));
-    order.extend(SEVERITIES.iter().map(|s| format!("alerts_{}", s.as_str())));
-    order.extend(
-        [
-            "battery_min",
-            "battery_mean",
-            "signal_mean",
-            "signal_poor_share",
-        ]
-        .map(String::from),
-    );
-    df.select(order)
+    columns.extend([
+        Column::new(
+            "battery_min".into(),
+            days.iter().map(|d| d.battery_min).collect::<Vec<_>>(),
+        ),
+        f64s("battery_mean".into(), &|d| d.battery_mean),
+        f64s("signal_mean".into(), &|d| d.signal_mean),
+        f64s("signal_poor_share".into(), &|d| d.signal_poor_share),
+    ]);
+    DataFrame::new(days.len(), columns)
         .and_then(|d| d.sort(["patient_key"], SortMultipleOptions::default()))
         .map_err(perr("patient_daily"))
 }
@@ -396,20 +238,22 @@ fn device_days<'a>(
     ranges: &'a PatientRanges,
 ) -> Result<Vec<DeviceDay<'a>>, EtlError> {
     let c = Columns::new(silver, "Silver");
-    let (device, recorded) = (c.str("device_id")?, c.millis("recorded_at")?);
-    let (quality, severity) = (c.str("quality_flag")?, c.i16("quality_severity")?);
+    let device = c.str("device_id")?;
     if device.null_count() > 0 {
         return Err(EtlError::Internal(
             "Silver has rows without a device_id".into(),
         ));
     }
+    let (device, recorded) = (Rows::new(device), Rows::new(c.millis("recorded_at")?));
+    let quality = Rows::new(c.str("quality_flag")?);
+    let severity = Rows::new(c.i16("quality_severity")?);
     let codes = QualityFlag::ALL.map(QualityFlag::code);
     let mut days: Vec<DeviceDay<'a>> = Vec::new();
     let mut index: crate::id_hash::FastMap<&'a str, usize> = Default::default();
     for (patient_id, range) in ranges {
         let mut current: Option<(&str, usize)> = None;
         for i in range.clone() {
-            let d = device.get(i).unwrap_or_default();
+            let d = device.text(i).unwrap_or_default();
             let at = match current {
                 Some((last, at)) if last == d => at,
                 _ => {
@@ -431,7 +275,7 @@ fn device_days<'a>(
             let day = &mut days[at];
             day.samples += 1;
             if let Some(k) = quality
-                .get(i)
+                .text(i)
                 .and_then(|q| codes.iter().position(|c| *c == q))
             {
                 day.flags[k] += 1;

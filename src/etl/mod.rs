@@ -16,6 +16,7 @@ pub mod daily;
 pub mod frame;
 pub mod gold_daily;
 pub mod keys;
+mod patient_summary;
 pub mod periodic;
 pub mod research;
 pub mod rows;

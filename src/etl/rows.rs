@@ -1,5 +1,6 @@
-//! Measurements back from a Bronze or Silver frame, row by row (the alert engine and `replay`
-//! read frames this way).
+//! Frames read row by row: a column's values (`Rows`, what every per-row pass of the ETL
+//! reads through), and whole measurements back from a Bronze or Silver frame (the alert engine
+//! and `replay` read frames this way).
 
 use super::frame::Columns;
 use super::EtlError;
@@ -14,13 +15,13 @@ use uuid::Uuid;
 /// A column read row by row. `ChunkedArray::get` searches for the row's chunk on every call
 /// (a tenth of the alert engine's time over a day of Silver); a column of one chunk, which is
 /// what Silver's columns are, is read straight from its array.
-enum Rows<'a, T: PolarsDataType> {
+pub(crate) enum Rows<'a, T: PolarsDataType> {
     One(&'a T::Array),
     Chunks(&'a ChunkedArray<T>),
 }
 
 impl<'a, T: PolarsDataType> Rows<'a, T> {
-    fn new(ca: &'a ChunkedArray<T>) -> Self {
+    pub(crate) fn new(ca: &'a ChunkedArray<T>) -> Self {
         match ca.downcast_iter().next() {
             Some(array) if ca.chunks().len() == 1 => Rows::One(array),
             _ => Rows::Chunks(ca),
@@ -29,7 +30,16 @@ impl<'a, T: PolarsDataType> Rows<'a, T> {
 }
 
 impl<'a, T: PolarsNumericType> Rows<'a, T> {
-    fn get(&self, i: usize) -> Option<T::Native> {
+    pub(crate) fn get(&self, i: usize) -> Option<T::Native> {
+        match self {
+            Rows::One(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Rows::Chunks(ca) => ca.get(i),
+        }
+    }
+}
+
+impl Rows<'_, BooleanType> {
+    pub(crate) fn flag(&self, i: usize) -> Option<bool> {
         match self {
             Rows::One(a) => (!a.is_null(i)).then(|| a.value(i)),
             Rows::Chunks(ca) => ca.get(i),
@@ -38,7 +48,7 @@ impl<'a, T: PolarsNumericType> Rows<'a, T> {
 }
 
 impl<'a> Rows<'a, StringType> {
-    fn text(&self, i: usize) -> Option<&'a str> {
+    pub(crate) fn text(&self, i: usize) -> Option<&'a str> {
         match self {
             Rows::One(a) => a.get(i),
             Rows::Chunks(ca) => ca.get(i),
