@@ -15,6 +15,7 @@
 //! Bronze rows in = Silver rows + duplicates + quarantined, always (checked by the caller).
 
 use super::frame::{date_column, Columns};
+use super::rows::Rows;
 use super::silver_plan::{self, BronzeKeys, RowPlan};
 use super::EtlError;
 use crate::domain::heat_index::heat_index_c;
@@ -186,7 +187,8 @@ pub fn build(
             patients.iter().map(|p| reference.get(p)).collect();
         let oc = Columns::new(&ordered, what.clone());
         let cols = VitalColumns::new(&oc)?;
-        let (recorded, quality) = (oc.millis("recorded_at")?, oc.str("quality_flag")?);
+        let recorded = Rows::new(oc.millis("recorded_at")?);
+        let quality = Rows::new(oc.str("quality_flag")?);
         (0..ordered.height())
             .into_par_iter()
             .with_min_len(8192)
@@ -196,7 +198,7 @@ pub fn build(
                     j,
                     by_patient[silver_patient[j] as usize],
                     recorded.get(j).unwrap_or_default(),
-                    quality.get(j).and_then(|q| q.parse().ok()),
+                    quality.text(j).and_then(|q| q.parse().ok()),
                     thresholds,
                 )
             })
@@ -325,25 +327,25 @@ fn split_rows(
 
 /// The vital columns enrichment reads.
 struct VitalColumns<'a> {
-    spo2: &'a Float64Chunked,
-    heart_rate: &'a Int16Chunked,
-    respiratory_rate: &'a Int16Chunked,
-    temperature: &'a Float64Chunked,
-    ambient: &'a Float64Chunked,
-    humidity: &'a Float64Chunked,
-    hydration: &'a Float64Chunked,
+    spo2: Rows<'a, Float64Type>,
+    heart_rate: Rows<'a, Int16Type>,
+    respiratory_rate: Rows<'a, Int16Type>,
+    temperature: Rows<'a, Float64Type>,
+    ambient: Rows<'a, Float64Type>,
+    humidity: Rows<'a, Float64Type>,
+    hydration: Rows<'a, Float64Type>,
 }
 
 impl<'a> VitalColumns<'a> {
     fn new(c: &Columns<'a>) -> Result<Self, EtlError> {
         Ok(VitalColumns {
-            spo2: c.f64("spo2_pct")?,
-            heart_rate: c.i16("heart_rate_bpm")?,
-            respiratory_rate: c.i16("respiratory_rate_min")?,
-            temperature: c.f64("temperature_c")?,
-            ambient: c.f64("ambient_temperature_c")?,
-            humidity: c.f64("relative_humidity_pct")?,
-            hydration: c.f64("hydration_pct")?,
+            spo2: Rows::new(c.f64("spo2_pct")?),
+            heart_rate: Rows::new(c.i16("heart_rate_bpm")?),
+            respiratory_rate: Rows::new(c.i16("respiratory_rate_min")?),
+            temperature: Rows::new(c.f64("temperature_c")?),
+            ambient: Rows::new(c.f64("ambient_temperature_c")?),
+            humidity: Rows::new(c.f64("relative_humidity_pct")?),
+            hydration: Rows::new(c.f64("hydration_pct")?),
         })
     }
 

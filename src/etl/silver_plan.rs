@@ -7,6 +7,7 @@
 //! about 1.2 GB here besides Bronze itself (it needed 2.4 GB with optional ids, per-row reason
 //! lists and sorts through five separate arrays).
 
+use super::rows::Rows;
 use super::silver::SilverCounts;
 use crate::id_hash::{FastMap, FastSet};
 use polars::prelude::{IdxSize, Int64Chunked, StringChunked};
@@ -58,6 +59,28 @@ pub struct RowPlan {
 
 fn parse_id(s: Option<&str>) -> Option<u128> {
     s.and_then(|s| Uuid::try_parse(s).ok()).map(|u| u.as_u128())
+}
+
+/// `parse_id` for a column whose value repeats from row to row (a patient's or a device's
+/// id, Bronze being written patient by patient): the last text and its value are kept, and a
+/// repeat costs a comparison instead of a parse.
+#[derive(Default)]
+struct RepeatedId<'a> {
+    last: Option<(&'a str, Option<u128>)>,
+}
+
+impl<'a> RepeatedId<'a> {
+    fn parse(&mut self, text: Option<&'a str>) -> Option<u128> {
+        let text = text?;
+        match self.last {
+            Some((last, value)) if last == text => value,
+            _ => {
+                let value = parse_id(Some(text));
+                self.last = Some((text, value));
+                value
+            }
+        }
+    }
 }
 
 /// The distinct ids of the rows `keep` selects, sorted, and each one's rank.
@@ -206,6 +229,11 @@ fn silver_order(
 pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) -> RowPlan {
     let step = super::step_timer("silver plan");
     let n = keys.message_id.len();
+    // Read row by row without `ChunkedArray::get`'s chunk search on every call.
+    let (message_id, patient_id) = (Rows::new(keys.message_id), Rows::new(keys.patient_id));
+    let (device_id, recorded_at) = (Rows::new(keys.device_id), Rows::new(keys.recorded_at));
+    let (received_at, source_offset) = (Rows::new(keys.received_at), Rows::new(keys.source_offset));
+    let (ingest_run_id, source) = (Rows::new(keys.ingest_run_id), Rows::new(keys.source));
     let day_end = day_start + crate::domain::time::MS_PER_DAY;
     let mut counts = SilverCounts {
         bronze_rows: n as u64,
@@ -223,19 +251,22 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
         .into_par_iter()
         .enumerate()
         .with_min_len(8192)
-        .for_each(|(i, (m, p, d, f))| {
-            let mut set_id = |id: Option<&str>, slot: &mut u128, bad: u8| match parse_id(id) {
-                Some(v) => *slot = v,
-                None => *f |= bad,
-            };
-            set_id(keys.message_id.get(i), m, BAD_MESSAGE);
-            set_id(keys.patient_id.get(i), p, BAD_PATIENT);
-            set_id(keys.device_id.get(i), d, BAD_DEVICE);
-            let at = keys.recorded_at.get(i).unwrap_or(i64::MIN);
-            if !(day_start..day_end).contains(&at) {
-                *f |= WRONG_PARTITION;
-            }
-        });
+        .for_each_init(
+            || (RepeatedId::default(), RepeatedId::default()),
+            |(patients, devices), (i, (m, p, d, f))| {
+                let mut set_id = |id: Option<u128>, slot: &mut u128, bad: u8| match id {
+                    Some(v) => *slot = v,
+                    None => *f |= bad,
+                };
+                set_id(parse_id(message_id.text(i)), m, BAD_MESSAGE);
+                set_id(patients.parse(patient_id.text(i)), p, BAD_PATIENT);
+                set_id(devices.parse(device_id.text(i)), d, BAD_DEVICE);
+                let at = recorded_at.get(i).unwrap_or(i64::MIN);
+                if !(day_start..day_end).contains(&at) {
+                    *f |= WRONG_PARTITION;
+                }
+            },
+        );
 
     step("ids parsed");
 
@@ -283,16 +314,15 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
     let (_, device_of) = rank_rows(&device, &flags);
     drop(device);
     step("ranked");
-    let offset_in_day =
-        |i: usize| (keys.recorded_at.get(i).unwrap_or(day_start) - day_start) as u32;
+    let offset_in_day = |i: usize| (recorded_at.get(i).unwrap_or(day_start) - day_start) as u32;
     // First received copy wins: earliest `received_at`, then ingest run, source, offset and
     // row. The order is total, so the choice is the same on every run.
     let arrival = |i: usize| {
         (
-            keys.received_at.get(i).unwrap_or(i64::MAX),
-            keys.ingest_run_id.get(i),
-            keys.source.get(i),
-            keys.source_offset.get(i).unwrap_or(i64::MAX),
+            received_at.get(i).unwrap_or(i64::MAX),
+            ingest_run_id.text(i),
+            source.text(i),
+            source_offset.get(i).unwrap_or(i64::MAX),
             i,
         )
     };
@@ -340,6 +370,25 @@ mod tests {
 
     fn ints(v: &[Option<i64>]) -> Int64Chunked {
         Int64Chunked::from_iter_options("".into(), v.iter().copied())
+    }
+
+    #[test]
+    fn a_repeated_id_is_parsed_as_a_fresh_one() {
+        let a = "6b1d4c2e-9f0a-4d3b-8e7c-5a1f2b3c4d5e";
+        let b = "00000000-0000-4000-8000-000000000001";
+        let rows = [
+            Some(a),
+            Some(a),
+            Some(b),
+            None,
+            Some("not-a-uuid"),
+            Some("not-a-uuid"),
+            Some(b),
+        ];
+        let mut memo = RepeatedId::default();
+        for text in rows {
+            assert_eq!(memo.parse(text), parse_id(text), "{text:?}");
+        }
     }
 
     const P1: &str = "00000000-0000-4000-8000-000000000001";
