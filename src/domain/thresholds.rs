@@ -72,6 +72,11 @@ impl Vital {
         Vital::AmbientTemperatureC,
     ];
 
+    /// The vital's position in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn field(self) -> &'static str {
         match self {
             Vital::TemperatureC => "temperature_c",
@@ -317,7 +322,9 @@ pub struct Thresholds {
     pub version: u32,
     /// Sorted by age, contiguous from 0.
     pub age_groups: Vec<AgeGroup>,
-    vitals: BTreeMap<Vital, VitalTable>,
+    /// Indexed by `Vital::index`: looked up for every vital of every sample, where a map's
+    /// search showed in profiles.
+    vitals: Vec<VitalTable>,
     pub pain: PainThresholds,
     /// (name, lo, hi) inclusive, sorted, covering 0..=10.
     pub activity_bands: Vec<(String, i32, i32)>,
@@ -420,11 +427,11 @@ impl Thresholds {
     }
 
     pub fn bands(&self, vital: Vital, age_group_index: usize) -> Option<&Bands> {
-        self.vitals.get(&vital)?.bands.get(age_group_index)
+        self.vitals.get(vital.index())?.bands.get(age_group_index)
     }
 
     pub fn kind(&self, vital: Vital) -> Option<VitalKind> {
-        self.vitals.get(&vital).map(|t| t.kind)
+        self.vitals.get(vital.index()).map(|t| t.kind)
     }
 
     /// Tier of `value` for the age group; `None` when the vital has no table.
@@ -435,7 +442,7 @@ impl Thresholds {
 
     /// SpO₂ below this is critical at once, whatever the persistence rules say.
     pub fn spo2_critical_below(&self) -> Option<f64> {
-        self.vitals.get(&Vital::Spo2Pct)?.critical_below
+        self.vitals.get(Vital::Spo2Pct.index())?.critical_below
     }
 
     pub fn activity_band(&self, level: i32) -> Option<&str> {
@@ -463,11 +470,14 @@ impl RawThresholds {
             })?;
             vitals.insert(vital, validate_vital(&key, raw, &age_groups)?);
         }
-        for vital in Vital::ALL {
-            if !vitals.contains_key(&vital) {
-                return Err(invalid(format!("vitals.{}", vital.field()), "missing"));
-            }
-        }
+        let vitals = Vital::ALL
+            .iter()
+            .map(|vital| {
+                vitals
+                    .remove(vital)
+                    .ok_or_else(|| invalid(format!("vitals.{}", vital.field()), "missing"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let pain = self.pain;
         if !(0..=10).contains(&pain.alert_min) || !(0..=10).contains(&pain.critical_min) {
             return Err(invalid(

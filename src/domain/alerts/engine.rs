@@ -120,10 +120,7 @@ impl Why<'_> {
 }
 
 fn tier_of(tiers: &Tiers, vital: Vital) -> Option<Tier> {
-    Vital::ALL
-        .iter()
-        .position(|v| *v == vital)
-        .and_then(|i| tiers[i])
+    tiers.get(vital.index()).copied().flatten()
 }
 
 /// The scalar a `min` condition reads (`pain` or `activity_level`, checked at load).

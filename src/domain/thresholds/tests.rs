@@ -226,3 +226,15 @@ fn thresholds_refuse_fields_of_the_wrong_kind_and_bad_pain() {
         Err(ThresholdsError::Parse(_))
     ));
 }
+
+#[test]
+fn a_vital_s_index_is_its_place_in_all() {
+    for (i, vital) in Vital::ALL.into_iter().enumerate() {
+        assert_eq!(vital.index(), i, "{vital:?}");
+    }
+    // Each vital finds its own table: SpO₂ is the lower-is-worse one among the first three.
+    let t = reference();
+    assert_eq!(t.kind(Vital::Spo2Pct), Some(VitalKind::LowerIsWorse));
+    assert_eq!(t.kind(Vital::TemperatureC), Some(VitalKind::HigherIsWorse));
+    assert_eq!(t.kind(Vital::HeartRateBpm), Some(VitalKind::HigherIsWorse));
+}
