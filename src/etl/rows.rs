@@ -56,6 +56,31 @@ impl<'a> Rows<'a, StringType> {
     }
 }
 
+/// The vital and weather readings of a Bronze or Silver frame, fetched once.
+pub(crate) struct VitalRows<'a> {
+    pub spo2: Rows<'a, Float64Type>,
+    pub heart_rate: Rows<'a, Int16Type>,
+    pub respiratory_rate: Rows<'a, Int16Type>,
+    pub temperature: Rows<'a, Float64Type>,
+    pub ambient: Rows<'a, Float64Type>,
+    pub humidity: Rows<'a, Float64Type>,
+    pub hydration: Rows<'a, Float64Type>,
+}
+
+impl<'a> VitalRows<'a> {
+    pub(crate) fn new(c: &Columns<'a>) -> Result<Self, EtlError> {
+        Ok(VitalRows {
+            spo2: Rows::new(c.f64("spo2_pct")?),
+            heart_rate: Rows::new(c.i16("heart_rate_bpm")?),
+            respiratory_rate: Rows::new(c.i16("respiratory_rate_min")?),
+            temperature: Rows::new(c.f64("temperature_c")?),
+            ambient: Rows::new(c.f64("ambient_temperature_c")?),
+            humidity: Rows::new(c.f64("relative_humidity_pct")?),
+            hydration: Rows::new(c.f64("hydration_pct")?),
+        })
+    }
+}
+
 /// Values of the previous row that the next one usually repeats (a patient's device and its
 /// firmware change rarely): kept between calls so that a repeat costs a comparison, not a
 /// UUID parse or an allocation.
@@ -72,13 +97,7 @@ pub struct MeasurementRows<'a> {
     pub patient: &'a StringChunked,
     device: Rows<'a, StringType>,
     recorded: Rows<'a, Int64Type>,
-    spo2: Rows<'a, Float64Type>,
-    heart_rate: Rows<'a, Int16Type>,
-    respiratory_rate: Rows<'a, Int16Type>,
-    temperature: Rows<'a, Float64Type>,
-    ambient: Rows<'a, Float64Type>,
-    humidity: Rows<'a, Float64Type>,
-    hydration: Rows<'a, Float64Type>,
+    vitals: VitalRows<'a>,
     activity: Rows<'a, Int16Type>,
     pain: Rows<'a, Int16Type>,
     battery: Rows<'a, Int16Type>,
@@ -102,13 +121,7 @@ impl<'a> MeasurementRows<'a> {
             patient: c.str("patient_id")?,
             device: Rows::new(c.str("device_id")?),
             recorded: Rows::new(c.millis("recorded_at")?),
-            spo2: Rows::new(c.f64("spo2_pct")?),
-            heart_rate: Rows::new(c.i16("heart_rate_bpm")?),
-            respiratory_rate: Rows::new(c.i16("respiratory_rate_min")?),
-            temperature: Rows::new(c.f64("temperature_c")?),
-            ambient: Rows::new(c.f64("ambient_temperature_c")?),
-            humidity: Rows::new(c.f64("relative_humidity_pct")?),
-            hydration: Rows::new(c.f64("hydration_pct")?),
+            vitals: VitalRows::new(c)?,
             activity: Rows::new(c.i16("activity_level")?),
             pain: Rows::new(c.i16("pain_scale")?),
             battery: Rows::new(c.i16("battery_pct")?),
@@ -153,13 +166,13 @@ impl<'a> MeasurementRows<'a> {
             device_id,
             recorded_at: UtcMillis(self.recorded.get(i).unwrap_or_default()),
             vitals: Vitals {
-                spo2_pct: self.spo2.get(i),
-                heart_rate_bpm: int(&self.heart_rate),
-                respiratory_rate_min: int(&self.respiratory_rate),
-                temperature_c: self.temperature.get(i),
-                ambient_temperature_c: self.ambient.get(i),
-                relative_humidity_pct: self.humidity.get(i),
-                hydration_pct: self.hydration.get(i),
+                spo2_pct: self.vitals.spo2.get(i),
+                heart_rate_bpm: int(&self.vitals.heart_rate),
+                respiratory_rate_min: int(&self.vitals.respiratory_rate),
+                temperature_c: self.vitals.temperature.get(i),
+                ambient_temperature_c: self.vitals.ambient.get(i),
+                relative_humidity_pct: self.vitals.humidity.get(i),
+                hydration_pct: self.vitals.hydration.get(i),
                 activity_level: int(&self.activity),
                 pain_scale: int(&self.pain),
             },

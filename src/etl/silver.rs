@@ -15,7 +15,7 @@
 //! Bronze rows in = Silver rows + duplicates + quarantined, always (checked by the caller).
 
 use super::frame::{date_column, Columns};
-use super::rows::Rows;
+use super::rows::{Rows, VitalRows};
 use super::silver_plan::{self, BronzeKeys, RowPlan};
 use super::EtlError;
 use crate::domain::heat_index::heat_index_c;
@@ -186,7 +186,7 @@ pub fn build(
         let by_patient: Vec<Option<&ReferencePatient>> =
             patients.iter().map(|p| reference.get(p)).collect();
         let oc = Columns::new(&ordered, what.clone());
-        let cols = VitalColumns::new(&oc)?;
+        let cols = VitalRows::new(&oc)?;
         let recorded = Rows::new(oc.millis("recorded_at")?);
         let quality = Rows::new(oc.str("quality_flag")?);
         (0..ordered.height())
@@ -325,40 +325,21 @@ fn split_rows(
     ))
 }
 
-/// The vital columns enrichment reads.
-struct VitalColumns<'a> {
-    spo2: Rows<'a, Float64Type>,
-    heart_rate: Rows<'a, Int16Type>,
-    respiratory_rate: Rows<'a, Int16Type>,
-    temperature: Rows<'a, Float64Type>,
-    ambient: Rows<'a, Float64Type>,
-    humidity: Rows<'a, Float64Type>,
-    hydration: Rows<'a, Float64Type>,
-}
-
-impl<'a> VitalColumns<'a> {
-    fn new(c: &Columns<'a>) -> Result<Self, EtlError> {
-        Ok(VitalColumns {
-            spo2: Rows::new(c.f64("spo2_pct")?),
-            heart_rate: Rows::new(c.i16("heart_rate_bpm")?),
-            respiratory_rate: Rows::new(c.i16("respiratory_rate_min")?),
-            temperature: Rows::new(c.f64("temperature_c")?),
-            ambient: Rows::new(c.f64("ambient_temperature_c")?),
-            humidity: Rows::new(c.f64("relative_humidity_pct")?),
-            hydration: Rows::new(c.f64("hydration_pct")?),
-        })
-    }
-
-    fn value(&self, vital: Vital, i: usize, heat_index: Option<f64>) -> Option<f64> {
-        match vital {
-            Vital::Spo2Pct => self.spo2.get(i),
-            Vital::HeartRateBpm => self.heart_rate.get(i).map(f64::from),
-            Vital::RespiratoryRateMin => self.respiratory_rate.get(i).map(f64::from),
-            Vital::TemperatureC => self.temperature.get(i),
-            Vital::HydrationPct => self.hydration.get(i),
-            Vital::HeatIndexC => heat_index,
-            Vital::AmbientTemperatureC => self.ambient.get(i),
-        }
+/// A reading `enrich` classifies: from its column, or the heat index computed for the row.
+fn vital_value(
+    cols: &VitalRows<'_>,
+    vital: Vital,
+    i: usize,
+    heat_index: Option<f64>,
+) -> Option<f64> {
+    match vital {
+        Vital::Spo2Pct => cols.spo2.get(i),
+        Vital::HeartRateBpm => cols.heart_rate.get(i).map(f64::from),
+        Vital::RespiratoryRateMin => cols.respiratory_rate.get(i).map(f64::from),
+        Vital::TemperatureC => cols.temperature.get(i),
+        Vital::HydrationPct => cols.hydration.get(i),
+        Vital::HeatIndexC => heat_index,
+        Vital::AmbientTemperatureC => cols.ambient.get(i),
     }
 }
 
@@ -391,7 +372,7 @@ impl Enriched {
 }
 
 fn enrich(
-    cols: &VitalColumns<'_>,
+    cols: &VitalRows<'_>,
     i: usize,
     patient: Option<&ReferencePatient>,
     at: i64,
@@ -421,8 +402,7 @@ fn enrich(
     let mut tiers = [None; TIERED.len()];
     if let Some(g) = age_group {
         for (slot, (vital, _)) in tiers.iter_mut().zip(TIERED) {
-            *slot = cols
-                .value(vital, i, heat_index)
+            *slot = vital_value(cols, vital, i, heat_index)
                 .and_then(|v| thresholds.classify(vital, g, v));
         }
     }
