@@ -115,7 +115,7 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
     bar.on_finish();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "replay: {} records from {} to {} in {:.1} s ({:.0} records/s): {} acknowledged, {} failed{}.",
+        "replay: {} records from {} to {} in {:.1} s ({:.0} records/s): {} acknowledged, {} failed{}{}.",
         delivery.sent,
         input.describe(),
         to,
@@ -123,6 +123,14 @@ pub fn run(args: Args, ctx: &Context) -> Result<ExitCode> {
         delivery.sent as f64 / secs.max(1e-9),
         delivery.acknowledged,
         delivery.failed,
+        if delivery.resent > 0 {
+            format!(
+                " ({} sent again after the broker refused the producer's sequence)",
+                delivery.resent
+            )
+        } else {
+            String::new()
+        },
         if interrupted.load(Ordering::SeqCst) {
             " (interrupted)"
         } else {

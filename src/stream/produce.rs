@@ -336,16 +336,6 @@ impl KafkaSink {
         })
     }
 
-    /// The producer in use (tests inject librdkafka errors through it).
-    pub fn producer(&self) -> &CountingProducer {
-        &self.producer
-    }
-
-    /// Producers used so far: 1 unless a fenced one was replaced.
-    pub fn producers_used(&self) -> u32 {
-        self.producers
-    }
-
     fn hand_over(&self, record: &OutRecord) {
         if let Err(e) = produce(&self.producer, &self.target.topic, record, &self.headers) {
             // Refused before it left: kept for a fresh producer or counted as failed.
