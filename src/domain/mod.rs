@@ -6,6 +6,7 @@ pub mod heat_index;
 pub mod measurement;
 pub mod people;
 pub mod quality;
+pub mod rules;
 pub mod thresholds;
 pub mod time;
 pub mod wire;

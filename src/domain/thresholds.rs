@@ -2,6 +2,7 @@
 //! §4.1), validated at load so that a bad file is refused with the offending key named. Every
 //! rule reads its numbers from here; no clinical threshold is written anywhere else.
 
+use super::rules::{Family, RuleKey, MAX_COMBINATIONS};
 use super::time::UtcMillis;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -280,8 +281,10 @@ pub struct Combination {
     pub name: String,
     pub severity: Severity,
     pub all: Vec<Condition>,
-    /// `{id}_{name}`: the alert engine's rule id, made once rather than per firing sample.
-    pub rule_id: String,
+    /// `{id}_{name}`: the alert engine's rule, interned once rather than named per sample.
+    pub rule: RuleKey,
+    /// `id`, the family of `rule`.
+    pub family: Family,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -752,6 +755,15 @@ fn validate_activity_bands(
 }
 
 fn validate_combinations(raw: Vec<RawCombination>) -> Result<Vec<Combination>, ThresholdsError> {
+    if raw.len() > MAX_COMBINATIONS {
+        return Err(invalid(
+            "combinations",
+            format!(
+                "{} declared, at most {MAX_COMBINATIONS} are supported",
+                raw.len()
+            ),
+        ));
+    }
     let mut out: Vec<Combination> = Vec::with_capacity(raw.len());
     for (i, c) in raw.into_iter().enumerate() {
         let key = format!("combinations[{i}]");
@@ -805,7 +817,8 @@ fn validate_combinations(raw: Vec<RawCombination>) -> Result<Vec<Combination>, T
             all.push(parsed);
         }
         out.push(Combination {
-            rule_id: format!("{}_{}", c.id, c.name),
+            rule: RuleKey::in_family(&format!("{}_{}", c.id, c.name), &c.id),
+            family: Family::named(&c.id),
             id: c.id,
             name: c.name,
             severity: c.severity,

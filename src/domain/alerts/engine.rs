@@ -3,6 +3,7 @@
 use super::actions::{suggested_actions, title};
 use super::{alert_id, Alert, AlertEvent, AlertStatus};
 use crate::domain::heat_index::heat_index_c;
+use crate::domain::rules::{Family, FamilySet, RuleKey};
 use crate::domain::thresholds::{Combination, Condition, Severity, Thresholds, Tier, Vital};
 use crate::domain::time::{UtcMillis, MS_PER_DAY, MS_PER_SECOND};
 use crate::domain::{Measurement, Vitals};
@@ -25,13 +26,11 @@ pub struct PatientContext {
 /// The tier of each vital of `Vital::ALL` for one sample, where it has one.
 type Tiers = [Option<Tier>; Vital::ALL.len()];
 
-/// A rule met by one sample.
+/// A rule met by one sample. Rules of one family share inputs (`RuleKey::family`): when the
+/// inputs are present and the rule is not met, its streak breaks and its open alert may resolve.
 #[derive(Debug, Clone)]
 struct Firing<'t> {
-    rule_id: &'t str,
-    /// Rules of one family share inputs: when the inputs are present and the rule is not met,
-    /// its streak breaks and its open alert may resolve.
-    family: &'t str,
+    rule: RuleKey,
     severity: Severity,
     /// Persistence already built into the rule (device rules carry their own).
     needs_persistence: bool,
@@ -131,29 +130,59 @@ fn scalar_value(vitals: &Vitals, field: &str) -> Option<f64> {
     }
 }
 
-/// `{family}_{tier}` of a vital rule, made once: formatting it per sample was an allocation
-/// per sample.
-fn vital_rule_id(vital: Vital, tier: Tier) -> &'static str {
-    static IDS: OnceLock<BTreeMap<(Vital, Tier), String>> = OnceLock::new();
-    IDS.get_or_init(|| {
-        let mut ids = BTreeMap::new();
-        for v in Vital::ALL {
-            for t in Tier::ALL {
-                ids.insert((v, t), format!("{}_{}", vital_family(v), t.as_str()));
-            }
+/// The rules and families the engine names itself, interned once.
+struct Known {
+    /// `{family}_{tier}` of each vital and tier, by `Vital::index` and the tier's place in
+    /// `Tier::ALL`.
+    vital_rules: [[RuleKey; Tier::ALL.len()]; Vital::ALL.len()],
+    vital_families: [Family; Vital::ALL.len()],
+    spo2_critical: RuleKey,
+    pain_critical: RuleKey,
+    pain_alert: RuleKey,
+    pain: Family,
+    battery_low: RuleKey,
+    signal_poor: RuleKey,
+    flatline: RuleKey,
+    silent: RuleKey,
+}
+
+fn known() -> &'static Known {
+    static KNOWN: OnceLock<Known> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let rule = |v: Vital, t: Tier| {
+            RuleKey::in_family(
+                &format!("{}_{}", vital_family(v), t.as_str()),
+                vital_family(v),
+            )
+        };
+        Known {
+            vital_rules: Vital::ALL.map(|v| Tier::ALL.map(|t| rule(v, t))),
+            vital_families: Vital::ALL.map(|v| Family::named(vital_family(v))),
+            spo2_critical: RuleKey::in_family("spo2_critical", "spo2"),
+            pain_critical: RuleKey::in_family("pain_critical", "pain"),
+            pain_alert: RuleKey::in_family("pain_alert", "pain"),
+            pain: Family::named("pain"),
+            battery_low: RuleKey::in_family("device_battery_low", "battery"),
+            signal_poor: RuleKey::in_family("device_signal_poor", "signal"),
+            flatline: RuleKey::in_family("device_flatline", "flatline"),
+            silent: RuleKey::in_family("device_silent", "silent"),
         }
-        ids
     })
-    .get(&(vital, tier))
-    .map_or("", String::as_str)
+}
+
+impl Known {
+    fn vital_rule(&self, vital: Vital, tier: Tier) -> RuleKey {
+        let t = Tier::ALL.iter().position(|x| *x == tier).unwrap_or(0);
+        self.vital_rules[vital.index()][t]
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct PatientState {
     /// rule → start of the current run of samples meeting it.
-    streaks: BTreeMap<String, i64>,
+    streaks: Streaks,
     /// rule → its open alert.
-    open: BTreeMap<String, Alert>,
+    open: BTreeMap<RuleKey, Alert>,
     last_sample_at: Option<i64>,
     last_device_id: Option<Uuid>,
     signal_poor_since: Option<i64>,
@@ -189,6 +218,48 @@ impl Readings {
             self.respiratory_rate.is_some() && self.respiratory_rate == other.respiratory_rate,
         ];
         same.iter().filter(|x| **x).count() >= 2
+    }
+}
+
+/// rule → start of the current run of samples meeting it, in rule name order. A patient has
+/// a few streaks at a time: a short vector searched by key identity beats a map. Serialised as
+/// the map it was before (`{"spo2_alert": 1712…}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Streaks(Vec<(RuleKey, i64)>);
+
+impl Streaks {
+    fn get(&self, rule: RuleKey) -> Option<i64> {
+        self.0
+            .iter()
+            .find(|(r, _)| *r == rule)
+            .map(|(_, since)| *since)
+    }
+
+    /// Starts a streak of `rule` at `at`, keeping name order.
+    fn start(&mut self, rule: RuleKey, at: i64) {
+        let i = self.0.partition_point(|(r, _)| *r < rule);
+        self.0.insert(i, (rule, at));
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(RuleKey) -> bool) {
+        self.0.retain(|(r, _)| keep(*r));
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Serialize for Streaks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(r, since)| (r, since)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Streaks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<RuleKey, i64>::deserialize(d)?;
+        Ok(Streaks(map.into_iter().collect()))
     }
 }
 
@@ -259,10 +330,9 @@ pub struct AlertEngine<'t> {
     /// wording each update cost more than evaluating the sample; the words are written when
     /// the alert is read (`state`, `into_state`, `open_alerts`) or leaves the open set.
     unworded: HashMap<Uuid, (Uuid, Why<'t>)>,
-    /// The rules the current sample meets and the rule families whose inputs it carries:
-    /// buffers kept between samples, as allocating them per sample showed in profiles.
+    /// The rules the current sample meets: a buffer kept between samples, as allocating it per
+    /// sample showed in profiles.
     firings: Vec<Firing<'t>>,
-    present: Vec<&'t str>,
     /// The last age group looked up: consecutive samples are mostly one patient's on one day.
     age_group_memo: Option<(PatientContext, i64, Option<usize>)>,
 }
@@ -304,7 +374,6 @@ impl<'t> AlertEngine<'t> {
             state,
             unworded: HashMap::new(),
             firings: Vec::new(),
-            present: Vec::new(),
             age_group_memo: None,
         }
     }
@@ -387,8 +456,9 @@ impl<'t> AlertEngine<'t> {
         m: &Measurement,
         st: &mut PatientState,
         firings: &mut Vec<Firing<'t>>,
-        present: &mut Vec<&'t str>,
+        present: &mut FamilySet,
     ) {
+        let known = known();
         let at = m.recorded_at.0;
         // Excluded quality flags (SPEC §2.3) never feed vital rules; missing values never fire.
         if let (true, Some(g)) = (m.quality_flag.is_trend_eligible(), group) {
@@ -402,12 +472,10 @@ impl<'t> AlertEngine<'t> {
                     continue;
                 };
                 tiers[i] = Some(tier);
-                let family = vital_family(vital);
-                present.push(family);
+                present.insert(known.vital_families[vital.index()]);
                 if let Some(severity) = tier.severity() {
                     firings.push(Firing {
-                        rule_id: vital_rule_id(vital, tier),
-                        family,
+                        rule: known.vital_rule(vital, tier),
                         severity,
                         needs_persistence: true,
                         why: Why::Tier {
@@ -422,8 +490,7 @@ impl<'t> AlertEngine<'t> {
             if let (Some(spo2), Some(limit)) = (m.vitals.spo2_pct, t.spo2_critical_below()) {
                 if spo2 < limit {
                     firings.push(Firing {
-                        rule_id: "spo2_critical",
-                        family: "spo2",
+                        rule: known.spo2_critical,
                         severity: Severity::Critical,
                         needs_persistence: false,
                         why: Why::Spo2Below { spo2, limit },
@@ -431,7 +498,7 @@ impl<'t> AlertEngine<'t> {
                 }
             }
             if let Some(pain) = m.vitals.pain_scale {
-                present.push("pain");
+                present.insert(known.pain);
                 let p = t.pain;
                 let severity = if pain >= p.critical_min {
                     Some(Severity::Critical)
@@ -442,12 +509,11 @@ impl<'t> AlertEngine<'t> {
                 };
                 if let Some(severity) = severity {
                     firings.push(Firing {
-                        rule_id: if severity == Severity::Critical {
-                            "pain_critical"
+                        rule: if severity == Severity::Critical {
+                            known.pain_critical
                         } else {
-                            "pain_alert"
+                            known.pain_alert
                         },
-                        family: "pain",
                         severity,
                         needs_persistence: false,
                         why: Why::Pain(pain),
@@ -476,11 +542,10 @@ impl<'t> AlertEngine<'t> {
                     }
                 }
                 if all_present {
-                    present.push(&combo.id);
+                    present.insert(combo.family);
                     if all_met {
                         firings.push(Firing {
-                            rule_id: &combo.rule_id,
-                            family: &combo.id,
+                            rule: combo.rule,
                             severity: combo.severity,
                             needs_persistence: false,
                             why: Why::Combination {
@@ -496,11 +561,10 @@ impl<'t> AlertEngine<'t> {
         // Device rules read every sample, whatever its quality flag.
         let d = t.device;
         if let Some(battery) = m.device.battery_pct {
-            present.push("battery");
+            present.insert(known.battery_low.family());
             if battery < d.battery_low_pct {
                 firings.push(device_firing(
-                    "device_battery_low",
-                    "battery",
+                    known.battery_low,
                     Severity::Warn,
                     Why::BatteryLow {
                         battery,
@@ -510,13 +574,12 @@ impl<'t> AlertEngine<'t> {
             }
         }
         if let Some(signal) = m.device.signal_quality_pct {
-            present.push("signal");
+            present.insert(known.signal_poor.family());
             if signal < d.signal_poor_pct {
                 let since = *st.signal_poor_since.get_or_insert(at);
                 if at - since >= SIGNAL_SUSTAIN_S * MS_PER_SECOND {
                     firings.push(device_firing(
-                        "device_signal_poor",
-                        "signal",
+                        known.signal_poor,
                         Severity::Warn,
                         Why::SignalPoor {
                             limit: d.signal_poor_pct,
@@ -534,13 +597,12 @@ impl<'t> AlertEngine<'t> {
             respiratory_rate: m.vitals.respiratory_rate_min,
         };
         if reading.present() >= 2 {
-            present.push("flatline");
+            present.insert(known.flatline.family());
             match st.flat {
                 Some((since, previous)) if previous.frozen_with(&reading) => {
                     if at - since >= d.flatline_after_s as i64 * MS_PER_SECOND {
                         firings.push(device_firing(
-                            "device_flatline",
-                            "flatline",
+                            known.flatline,
                             Severity::Alert,
                             Why::Flatline {
                                 seconds: (at - since) / MS_PER_SECOND,
@@ -571,15 +633,16 @@ impl<'t> AlertEngine<'t> {
         let t = self.thresholds;
         let group = self.age_group(ctx, m.recorded_at);
         let mut firings = std::mem::take(&mut self.firings);
-        let mut present = std::mem::take(&mut self.present);
+        // The rule families whose inputs the sample carries.
+        let mut present = FamilySet::default();
         firings.clear();
-        present.clear();
+        let silent = known().silent;
         // In place: taking the patient out of the map and putting them back cost a node
         // allocation per sample.
         let st = self.state.patients.entry(ctx.patient_id).or_default();
         let at = m.recorded_at.0;
         // A sample ends a silence.
-        if let Some(mut silent) = st.open.remove("device_silent") {
+        if let Some(mut silent) = st.open.remove(&silent) {
             Self::word(&mut self.unworded, &mut silent);
             silent.status = AlertStatus::AutoResolved;
             silent.last_seen_at = m.recorded_at;
@@ -593,21 +656,20 @@ impl<'t> AlertEngine<'t> {
             st.flat = None;
         }
         Self::evaluate(t, group, m, st, &mut firings, &mut present);
-        let fired = |rule: &str| firings.iter().any(|f| f.rule_id == rule);
+        let fired = |rule: RuleKey| firings.iter().any(|f| f.rule == rule);
         // Streaks break, and open alerts may resolve, for every rule whose inputs this sample
         // carries but which it does not meet.
-        let families_present = |family: &str| present.contains(&family);
         st.streaks
-            .retain(|rule, _| fired(rule) || !families_present(family_of(rule)));
-        let quiet: Vec<String> = st
+            .retain(|rule| fired(rule) || !present.contains(rule.family()));
+        let quiet: Vec<RuleKey> = st
             .open
             .iter()
             .filter(|(rule, a)| {
-                !fired(rule)
-                    && families_present(family_of(rule))
+                !fired(**rule)
+                    && present.contains(rule.family())
                     && at - a.last_seen_at.0 >= Self::cooldown_ms(t, a.severity)
             })
-            .map(|(rule, _)| rule.clone())
+            .map(|(rule, _)| *rule)
             .collect();
         for rule in quiet {
             if let Some(mut a) = st.open.remove(&rule) {
@@ -617,10 +679,10 @@ impl<'t> AlertEngine<'t> {
             }
         }
         for f in firings.drain(..) {
-            let since = match st.streaks.get(f.rule_id) {
-                Some(since) => *since,
+            let since = match st.streaks.get(f.rule) {
+                Some(since) => since,
                 None => {
-                    st.streaks.insert(f.rule_id.to_string(), at);
+                    st.streaks.start(f.rule, at);
                     at
                 }
             };
@@ -632,7 +694,7 @@ impl<'t> AlertEngine<'t> {
             if at - since < needed {
                 continue;
             }
-            match st.open.get_mut(f.rule_id) {
+            match st.open.get_mut(&f.rule) {
                 Some(open) => {
                     open.last_seen_at = m.recorded_at;
                     open.vitals_snapshot = m.vitals.clone();
@@ -648,14 +710,15 @@ impl<'t> AlertEngine<'t> {
                     // The alert starts when the condition started, not when persistence was met.
                     let first = UtcMillis(since);
                     let triggers = f.why.words();
+                    let family = f.rule.family().name();
                     let alert = Alert {
-                        alert_id: alert_id(ctx.patient_id, f.rule_id, first),
+                        alert_id: alert_id(ctx.patient_id, f.rule.name(), first),
                         patient_id: ctx.patient_id,
                         device_id: m.device_id,
-                        title: title(f.family, f.severity),
+                        title: title(family, f.severity),
                         message: triggers.join("; "),
-                        suggested_actions: suggested_actions(f.family, f.severity),
-                        rule_id: f.rule_id.to_string(),
+                        suggested_actions: suggested_actions(family, f.severity),
+                        rule_id: f.rule.name().to_string(),
                         severity: f.severity,
                         first_seen_at: first,
                         last_seen_at: m.recorded_at,
@@ -665,7 +728,7 @@ impl<'t> AlertEngine<'t> {
                         escalation_level: 0,
                         occurrences: 1,
                     };
-                    st.open.insert(f.rule_id.to_string(), alert.clone());
+                    st.open.insert(f.rule, alert.clone());
                     events.push(AlertEvent::Opened(alert));
                 }
             }
@@ -673,19 +736,19 @@ impl<'t> AlertEngine<'t> {
         st.last_sample_at = Some(at.max(st.last_sample_at.unwrap_or(i64::MIN)));
         st.last_device_id = Some(m.device_id);
         self.firings = firings;
-        self.present = present;
     }
 
     /// Event time has reached `watermark` for every device: reports devices silent for longer
     /// than `device.silent_after_s`.
     pub fn on_watermark(&mut self, watermark: UtcMillis) -> Vec<AlertEvent> {
         let silent_ms = self.thresholds.device.silent_after_s as i64 * MS_PER_SECOND;
+        let silent = known().silent;
         let mut events = Vec::new();
         for (patient_id, st) in &mut self.state.patients {
             let (Some(last), Some(device_id)) = (st.last_sample_at, st.last_device_id) else {
                 continue;
             };
-            if watermark.0 - last < silent_ms || st.open.contains_key("device_silent") {
+            if watermark.0 - last < silent_ms || st.open.contains_key(&silent) {
                 continue;
             }
             let first = UtcMillis(last + silent_ms);
@@ -696,54 +759,34 @@ impl<'t> AlertEngine<'t> {
                 self.thresholds.device.silent_after_s
             )];
             let alert = Alert {
-                alert_id: alert_id(*patient_id, "device_silent", first),
+                alert_id: alert_id(*patient_id, silent.name(), first),
                 patient_id: *patient_id,
                 device_id,
-                rule_id: "device_silent".into(),
+                rule_id: silent.name().into(),
                 severity: Severity::Warn,
-                title: title("silent", Severity::Warn),
+                title: title(silent.family().name(), Severity::Warn),
                 message: triggers.join("; "),
                 first_seen_at: first,
                 last_seen_at: watermark,
                 vitals_snapshot: Default::default(),
                 trigger_conditions: triggers,
-                suggested_actions: suggested_actions("silent", Severity::Warn),
+                suggested_actions: suggested_actions(silent.family().name(), Severity::Warn),
                 status: AlertStatus::Open,
                 escalation_level: 0,
                 occurrences: 1,
             };
-            st.open.insert("device_silent".into(), alert.clone());
+            st.open.insert(silent, alert.clone());
             events.push(AlertEvent::Opened(alert));
         }
         events
     }
 }
 
-fn device_firing(
-    rule: &'static str,
-    family: &'static str,
-    severity: Severity,
-    why: Why<'static>,
-) -> Firing<'static> {
+fn device_firing(rule: RuleKey, severity: Severity, why: Why<'static>) -> Firing<'static> {
     Firing {
-        rule_id: rule,
-        family,
+        rule,
         severity,
         needs_persistence: false,
         why,
     }
-}
-
-/// The family of a rule id: its first word for vital rules (`spo2_alert` → `spo2`), the
-/// combination id (`C1_fever_hypoxia` → `C1`), or the device part (`device_battery_low` → `battery`).
-fn family_of(rule: &str) -> &str {
-    if let Some(rest) = rule.strip_prefix("device_") {
-        return rest.split('_').next().unwrap_or(rest);
-    }
-    for family in ["heart_rate", "respiratory_rate", "heat_index"] {
-        if rule.starts_with(family) {
-            return family;
-        }
-    }
-    rule.split('_').next().unwrap_or(rule)
 }

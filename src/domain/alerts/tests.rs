@@ -536,3 +536,44 @@ fn alerts_every_banded_vital_at_every_boundary_for_every_age_group() {
     }
     assert!(checked > 60, "{checked} boundary cases");
 }
+
+/// Checkpoints name rules by text, as they did before rules were interned: a checkpoint of an
+/// earlier version resumes, and a new one reads the same way.
+#[test]
+fn alerts_checkpoints_name_rules_by_text() {
+    let t = Thresholds::reference();
+    let mut e = AlertEngine::new(&t);
+    let mut m = sample(&adult(), 0);
+    m.vitals.heart_rate_bpm = Some(105);
+    e.on_sample(&adult(), &m);
+    let json = serde_json::to_value(e.state()).expect("serialise");
+    let patient = &json["patients"][adult().patient_id.to_string()];
+    let streaks = patient["streaks"].as_object().expect("streaks is a map");
+    assert_eq!(
+        streaks.keys().collect::<Vec<_>>(),
+        ["heart_rate_vigilance"],
+        "{json}"
+    );
+    assert_eq!(streaks["heart_rate_vigilance"], T0);
+    // The same map read back resumes the streak: 105 bpm held for the warn persistence opens the alert
+    // from the streak's start, not from the resumed engine's first sample.
+    let state: EngineState = serde_json::from_value(json).expect("deserialise");
+    let mut resumed = AlertEngine::with_state(&t, state);
+    let mut opened = Vec::new();
+    for i in 1..40 {
+        let mut m = sample(&adult(), i * 30);
+        m.vitals.heart_rate_bpm = Some(105);
+        opened.extend(
+            resumed
+                .on_sample(&adult(), &m)
+                .into_iter()
+                .filter_map(|e| match e {
+                    AlertEvent::Opened(a) => Some(a),
+                    _ => None,
+                }),
+        );
+    }
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].rule_id, "heart_rate_vigilance");
+    assert_eq!(opened[0].first_seen_at, UtcMillis(T0));
+}
