@@ -3,7 +3,7 @@
 
 use super::batch_alerts;
 use super::commit::PartitionWriter;
-use super::frame::{partition_files, read_files, Columns};
+use super::frame::{partition_files, read_files, read_files_in_chunks, Columns};
 use super::gold_daily::{self, DaySettings};
 use super::keys::PatientKeyer;
 use super::silver::{self, Reference, SilverCounts};
@@ -312,7 +312,7 @@ fn run_day(
         .root
         .join(layout::day_partition(layout::BRONZE_MEASUREMENTS, date));
     let files = partition_files(&bronze_dir)?;
-    let bronze = read_files(&files)?;
+    let bronze = read_files_in_chunks(&files)?;
     let mut inputs = Vec::new();
     for f in &files {
         let bytes = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);

@@ -5,8 +5,19 @@ use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Reads and stacks every Parquet file of a partition (files in name order, so the result is
-/// the same on every run). `None` when there is none.
+/// the same on every run), each column in one chunk. `None` when there is none.
 pub fn read_files(files: &[PathBuf]) -> Result<Option<DataFrame>, EtlError> {
+    let mut stacked = read_files_in_chunks(files)?;
+    if let Some(df) = &mut stacked {
+        df.rechunk_mut_par();
+    }
+    Ok(stacked)
+}
+
+/// `read_files` with each column left in chunks (one per file and row group): joining them is
+/// a copy of the whole partition, which a caller that reads some columns only in order can
+/// spare (`etl::silver::build` joins just the columns it reads row by row).
+pub fn read_files_in_chunks(files: &[PathBuf]) -> Result<Option<DataFrame>, EtlError> {
     let mut stacked: Option<DataFrame> = None;
     for path in files {
         let file = std::fs::File::open(path).map_err(|source| EtlError::Io {
@@ -27,9 +38,6 @@ pub fn read_files(files: &[PathBuf]) -> Result<Option<DataFrame>, EtlError> {
                 })?;
             }
         }
-    }
-    if let Some(df) = &mut stacked {
-        df.rechunk_mut_par();
     }
     Ok(stacked)
 }

@@ -44,28 +44,23 @@ impl Destinations {
     }
 
     /// `column` reordered, or `None` when its type is not fixed-width (the caller gathers it).
+    /// The column may be in several chunks (one per Bronze row group): they are read in turn,
+    /// so the day's columns need not be joined into one chunk first (a copy of each).
     pub fn scatter(&self, column: &Column) -> PolarsResult<Option<Column>> {
-        let series = column.as_materialized_series().rechunk();
+        let series = column.as_materialized_series();
         let physical = series.to_physical_repr();
-        let Some(array) = physical.chunks().first() else {
-            return Ok(None);
-        };
         polars_ensure!(
-            array.len() == self.of_row.len(),
+            physical.len() == self.of_row.len(),
             ShapeMismatch: "column {} has {} rows, the reordering expects {}",
-            column.name(), array.len(), self.of_row.len()
+            column.name(), physical.len(), self.of_row.len()
         );
-        let any = array.as_any();
-        let scattered: ArrayRef = if let Some(a) = any.downcast_ref::<PrimitiveArray<i64>>() {
-            Box::new(self.primitive(a))
-        } else if let Some(a) = any.downcast_ref::<PrimitiveArray<f64>>() {
-            Box::new(self.primitive(a))
-        } else if let Some(a) = any.downcast_ref::<PrimitiveArray<i32>>() {
-            Box::new(self.primitive(a))
-        } else if let Some(a) = any.downcast_ref::<PrimitiveArray<i16>>() {
-            Box::new(self.primitive(a))
-        } else {
-            return Ok(None);
+        let chunks = physical.chunks();
+        let scattered: ArrayRef = match physical.dtype() {
+            DataType::Int64 => Box::new(self.primitive::<i64>(chunks)?),
+            DataType::Float64 => Box::new(self.primitive::<f64>(chunks)?),
+            DataType::Int32 => Box::new(self.primitive::<i32>(chunks)?),
+            DataType::Int16 => Box::new(self.primitive::<i16>(chunks)?),
+            _ => return Ok(None),
         };
         let out = Series::from_arrow(column.name().clone(), scattered)?;
         // Timestamps and dates: the same values under their logical type again.
@@ -77,33 +72,43 @@ impl Destinations {
         Ok(Some(out.into()))
     }
 
-    fn primitive<T: NativeType>(&self, array: &PrimitiveArray<T>) -> PrimitiveArray<T> {
-        let values = self.values(array.values());
-        let validity = array
-            .validity()
-            .filter(|v| v.unset_bits() > 0)
-            .map(|v| self.validity(v));
-        PrimitiveArray::new(array.dtype().clone(), values.into(), validity)
-    }
-
-    fn values<T: Copy + Default>(&self, source: &[T]) -> Vec<T> {
-        let mut out = vec![T::default(); self.len];
-        for (&to, &value) in self.of_row.iter().zip(source) {
-            if to != DROPPED {
-                out[to as usize] = value;
+    fn primitive<T: NativeType>(&self, chunks: &[ArrayRef]) -> PolarsResult<PrimitiveArray<T>> {
+        let mut values = vec![T::default(); self.len];
+        let mut validity: Option<MutableBitmap> = None;
+        let mut dtype = None;
+        let mut start = 0;
+        for chunk in chunks {
+            let Some(array) = chunk.as_any().downcast_ref::<PrimitiveArray<T>>() else {
+                polars_bail!(ComputeError: "a chunk of type {:?} among {:?} chunks", chunk.dtype(), dtype);
+            };
+            let of_row = &self.of_row[start..start + array.len()];
+            for (&to, &value) in of_row.iter().zip(array.values().iter()) {
+                if to != DROPPED {
+                    values[to as usize] = value;
+                }
             }
-        }
-        out
-    }
-
-    fn validity(&self, source: &Bitmap) -> Bitmap {
-        let mut out = MutableBitmap::from_len_zeroed(self.len);
-        for (&to, valid) in self.of_row.iter().zip(source.iter()) {
-            if to != DROPPED && valid {
-                out.set(to as usize, true);
+            // Only rows that are null need marking: the bitmap starts all valid.
+            if let Some(nulls) = array.validity().filter(|v| v.unset_bits() > 0) {
+                let out = validity.get_or_insert_with(|| {
+                    let mut all = MutableBitmap::with_capacity(self.len);
+                    all.extend_constant(self.len, true);
+                    all
+                });
+                for (&to, valid) in of_row.iter().zip(nulls.iter()) {
+                    if to != DROPPED && !valid {
+                        out.set(to as usize, false);
+                    }
+                }
             }
+            dtype.get_or_insert_with(|| array.dtype().clone());
+            start += array.len();
         }
-        out.into()
+        let dtype = dtype.unwrap_or_else(|| T::PRIMITIVE.into());
+        Ok(PrimitiveArray::new(
+            dtype,
+            values.into(),
+            validity.map(Bitmap::from),
+        ))
     }
 }
 
@@ -161,6 +166,30 @@ mod tests {
             let null_count = scattered.null_count();
             assert_eq!(null_count, gathered.null_count(), "{}", column.name());
         }
+    }
+
+    /// A column in several chunks (Bronze as read: one per row group) scatters as one would.
+    #[test]
+    fn a_column_in_chunks_scatters_like_one_in_one_chunk() {
+        let order: Vec<IdxSize> = vec![5, 0, 3, 1, 4];
+        let mut chunked = Series::new("v".into(), [Some(1.5f64), None]);
+        chunked
+            .append(&Series::new("v".into(), [Some(3.0f64), Some(4.0)]))
+            .expect("append");
+        chunked
+            .append(&Series::new("v".into(), [None, Some(6.0f64)]))
+            .expect("append");
+        assert_eq!(chunked.n_chunks(), 3);
+        let idx = IdxCa::from_vec("".into(), order.clone());
+        let gathered = chunked.rechunk().take(&idx).expect("take");
+        let scattered = scatter(&order, chunked.into());
+        let scattered = scattered.as_materialized_series();
+        assert_eq!(scattered.n_chunks(), 1);
+        assert!(
+            scattered.equals_missing(&gathered),
+            "{scattered:?} vs {gathered:?}"
+        );
+        assert_eq!(scattered.null_count(), 1);
     }
 
     #[test]

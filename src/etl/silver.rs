@@ -155,6 +155,8 @@ pub fn build(
 ) -> Result<SilverDay, EtlError> {
     let step = super::step_timer("silver");
     let what = format!("Bronze for {date}");
+    join_chunks_read_by_row(&mut bronze)?;
+    step("chunks joined");
     let plan = {
         let c = Columns::new(&bronze, what.clone());
         let keys = BronzeKeys {
@@ -245,6 +247,30 @@ pub fn build(
         quarantine,
         counts,
     })
+}
+
+/// Bronze's columns the plan reads row by row (besides the strings).
+const KEYS_READ_BY_ROW: [&str; 3] = ["recorded_at", "received_at", "source_offset"];
+
+/// Joins into one chunk each Bronze column that is read row by row: the plan's keys, and the
+/// strings, which `take_rows` gathers (Polars copies every string it gathers from a column in
+/// several chunks). The readings stay in their chunks (one per row group): `take_rows` scatters
+/// them chunk by chunk, and joining them first was a copy of half a gigabyte a day.
+fn join_chunks_read_by_row(bronze: &mut DataFrame) -> Result<(), EtlError> {
+    let height = bronze.height();
+    let columns: Vec<Column> = std::mem::take(bronze)
+        .into_columns()
+        .into_par_iter()
+        .map(|c| {
+            if c.dtype() == &DataType::String || KEYS_READ_BY_ROW.contains(&c.name().as_str()) {
+                c.rechunk()
+            } else {
+                c
+            }
+        })
+        .collect();
+    *bronze = DataFrame::new(height, columns).map_err(|e| EtlError::polars("Bronze", e))?;
+    Ok(())
 }
 
 /// The Bronze rows in Silver order, and the rows set aside before deduplication. Column by
