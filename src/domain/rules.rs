@@ -259,11 +259,11 @@ mod tests {
     fn keys_order_and_serialise_by_name() {
         let (a, b) = (RuleKey::named("a_rule"), RuleKey::named("b_rule"));
         assert!(a < b);
-        assert_eq!(serde_json::to_string(&b).unwrap(), "\"b_rule\"");
-        let back: RuleKey = serde_json::from_str("\"a_rule\"").unwrap();
+        assert_eq!(serde_json::to_string(&b).expect("serialise"), "\"b_rule\"");
+        let back: RuleKey = serde_json::from_str("\"a_rule\"").expect("deserialise");
         assert_eq!(back, a);
         let map: std::collections::BTreeMap<RuleKey, i64> =
-            serde_json::from_str(r#"{"b_rule": 2, "a_rule": 1}"#).unwrap();
+            serde_json::from_str(r#"{"b_rule": 2, "a_rule": 1}"#).expect("a map");
         assert_eq!(map.keys().copied().collect::<Vec<_>>(), vec![a, b]);
     }
 }

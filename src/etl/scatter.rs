@@ -189,7 +189,7 @@ mod tests {
             scattered.equals_missing(&gathered),
             "{scattered:?} vs {gathered:?}"
         );
-        assert_eq!(scattered.null_count(), 1);
+        assert_eq!(scattered.null_count(), 2);
     }
 
     #[test]
