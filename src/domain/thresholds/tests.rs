@@ -238,3 +238,23 @@ fn a_vital_s_index_is_its_place_in_all() {
     assert_eq!(t.kind(Vital::TemperatureC), Some(VitalKind::HigherIsWorse));
     assert_eq!(t.kind(Vital::HeartRateBpm), Some(VitalKind::HigherIsWorse));
 }
+
+#[test]
+fn thresholds_refuse_more_combinations_than_the_engine_tells_apart() {
+    // 5 in the reference file, 44 more: one over the limit. Refused before any is interned.
+    let extra: String = (0..44)
+        .map(|i| {
+            format!(
+                "  - id: X{i}\n    name: extra\n    severity: warn\n    all: [ {{ vital: spo2_pct, at_least: alert }} ]\n"
+            )
+        })
+        .collect();
+    let e = error_of(&edited(
+        "combinations:\n",
+        &format!("combinations:\n{extra}"),
+    ));
+    assert!(
+        e.starts_with("combinations: 49 declared, at most 48"),
+        "{e}"
+    );
+}
