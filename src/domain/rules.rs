@@ -104,12 +104,7 @@ impl fmt::Debug for Family {
 impl RuleKey {
     /// The rule `name`, of the family its name implies (`family_of`).
     pub fn named(name: &str) -> RuleKey {
-        let mut all = interned();
-        if let Some(rule) = all.rules.get(name) {
-            return *rule;
-        }
-        let family = Family::named_in(&mut all, family_of(name));
-        Self::insert(&mut all, name, family)
+        Self::in_family(name, family_of(name))
     }
 
     /// The rule `name` of `family`, for rules whose family is not implied by the name (a
