@@ -5,7 +5,7 @@ use crate::domain::measurement::{RejectReason, Rejection};
 use crate::domain::wire;
 use crate::output::sink::{MeasurementSink, SinkReport};
 use crate::output::OutputError;
-use crate::simulate::{Chunk, SimRecord};
+use crate::simulate::{for_each_fetched, Chunk, SimRecord};
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
@@ -115,7 +115,7 @@ impl MeasurementSink for BronzeSink {
             .enumerate()
             .map(|(s, slice)| {
                 let (mut piece, mut rejected) = (BronzePiece::default(), Vec::new());
-                for (i, r) in slice.iter().enumerate() {
+                for_each_fetched(slice, |i, r| {
                     let source_offset = first_offset + (s * SLICE + i) as i64;
                     match self.verdict(r) {
                         None => piece.accept(&Received {
@@ -129,7 +129,7 @@ impl MeasurementSink for BronzeSink {
                             ..*verdict
                         }),
                     }
-                }
+                });
                 (piece, rejected)
             })
             .collect();

@@ -2,7 +2,7 @@
 
 use super::sink::{MeasurementSink, SinkReport};
 use super::{HashedFile, OutputError};
-use crate::simulate::{Chunk, SimRecord};
+use crate::simulate::{for_each_fetched, Chunk, SimRecord};
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;
@@ -59,9 +59,7 @@ fn format_parallel(
         .zip(records.par_chunks(FORMAT_BATCH))
         .for_each(|(buf, batch)| {
             buf.clear();
-            for r in batch {
-                line(r, buf);
-            }
+            for_each_fetched(batch, |_, r| line(r, buf));
         });
 }
 

@@ -12,7 +12,7 @@ pub mod rng;
 pub use cohort::Cohort;
 pub use config::{EpisodeKind, FaultRates, SimulationConfig};
 pub use episodes::Episode;
-pub use record::{FaultKind, FaultRecord, SimRecord};
+pub use record::{for_each_fetched, FaultKind, FaultRecord, SimRecord};
 
 use crate::domain::time::{UtcMillis, MS_PER_HOUR};
 use patient::PatientSim;
