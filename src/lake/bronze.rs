@@ -287,15 +287,27 @@ impl BronzeBuffer {
 pub struct BronzePiece {
     /// In order of first appearance; a slice spans one day, or two around midnight.
     days: Vec<(i64, BronzeBuffer)>,
+    /// Rows the first day's buffer is sized for.
+    room: usize,
 }
 
 impl BronzePiece {
+    /// A piece for a slice of up to `rows` records: its first day's columns are sized for all
+    /// of them up front (growing them by doubling copied each column once more).
+    pub fn with_room(rows: usize) -> Self {
+        BronzePiece {
+            days: Vec::new(),
+            room: rows,
+        }
+    }
+
     pub fn accept(&mut self, r: &Received<'_>) {
         let day = r.measurement.recorded_at.epoch_day();
         let at = match self.days.iter().position(|(d, _)| *d == day) {
             Some(at) => at,
             None => {
-                self.days.push((day, BronzeBuffer::default()));
+                let buffer = BronzeBuffer::with_capacity(std::mem::take(&mut self.room));
+                self.days.push((day, buffer));
                 self.days.len() - 1
             }
         };

@@ -114,7 +114,7 @@ impl MeasurementSink for BronzeSink {
             .par_chunks(SLICE)
             .enumerate()
             .map(|(s, slice)| {
-                let (mut piece, mut rejected) = (BronzePiece::default(), Vec::new());
+                let (mut piece, mut rejected) = (BronzePiece::with_room(slice.len()), Vec::new());
                 for_each_fetched(slice, |i, r| {
                     let source_offset = first_offset + (s * SLICE + i) as i64;
                     match self.verdict(r) {
