@@ -76,8 +76,8 @@ pub fn for_each_fetched<'a>(records: &[&'a SimRecord], mut each: impl FnMut(usiz
     }
 }
 
-/// Reads fields spread over each record (every cache line a record spans), combined so that
-/// the reads are not optimised away.
+/// Reads fields spread over each record (Rust orders a struct's fields as it likes, so several
+/// are read to reach each cache line it spans), combined so the reads are not optimised away.
 fn touch(records: &[&SimRecord]) -> u64 {
     records.iter().fold(0u64, |acc, r| {
         let m = &r.measurement;
