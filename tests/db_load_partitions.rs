@@ -57,14 +57,14 @@ fn bronze_rows(lake: &Path) -> HashMap<Key, Row> {
         let time = s("recorded_at")
             .cast(&polars::prelude::DataType::Int64)
             .expect("ms");
-        let message = s("message_id");
+        let message = support::id_texts(df.column("message_id").expect("message_id"));
         let spo2 = s("spo2_pct");
         let hr = s("heart_rate_bpm");
         let quality = s("quality_flag");
         let (device, time, message, spo2, hr, quality) = (
             device.str().expect("str"),
             time.i64().expect("i64"),
-            message.str().expect("str"),
+            message,
             spo2.f64().expect("f64"),
             hr.i16().expect("i16"),
             quality.str().expect("str"),
@@ -75,7 +75,7 @@ fn bronze_rows(lake: &Path) -> HashMap<Key, Row> {
                 time.get(i).expect("time"),
             );
             rows.entry(key).or_insert((
-                message.get(i).expect("message").to_string(),
+                message[i].clone().expect("message"),
                 spo2.get(i),
                 hr.get(i),
                 quality.get(i).expect("quality").to_string(),

@@ -293,13 +293,9 @@ fn hand_built_day_gives_the_hand_computed_silver_and_gold() {
             .join(format!("silver/measurements/event_date={DAY}")),
     );
     assert_eq!(silver.height(), 6);
-    let ids: Vec<String> = silver
-        .column("message_id")
-        .expect("col")
-        .str()
-        .expect("str")
-        .iter()
-        .map(|s| s.expect("id").to_string())
+    let ids: Vec<String> = support::id_texts(silver.column("message_id").expect("col"))
+        .into_iter()
+        .map(|s| s.expect("id"))
         .collect();
     // Sorted by patient then time; the first received copy of message 1 kept, the late
     // record included at its event time.
@@ -635,7 +631,7 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
         let c = |k: &str| r.counts[k];
         // Independent: distinct message ids, then distinct (device, time), straight from Bronze.
         let bronze = read_dir_frame(&root.join(format!("bronze/measurements/event_date={date}")));
-        let msgs = bronze.column("message_id").expect("m").str().expect("s");
+        let msgs = support::id_texts(bronze.column("message_id").expect("m"));
         let devs = bronze.column("device_id").expect("d").str().expect("s");
         let at = bronze
             .column("recorded_at")
@@ -648,7 +644,7 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
         let mut kept = 0u64;
         // Any copy of a resent sample is identical, so arrival order does not matter here.
         for i in 0..bronze.height() {
-            if seen_m.insert(msgs.get(i)) && seen_s.insert((devs.get(i), at.get(i))) {
+            if seen_m.insert(&msgs[i]) && seen_s.insert((devs.get(i), at.get(i))) {
                 kept += 1;
             }
         }

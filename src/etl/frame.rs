@@ -130,6 +130,21 @@ impl<'a> Columns<'a> {
             .map_err(|_| self.wrong(name, "a string"))
     }
 
+    /// A column of ids, stored as 16 bytes or as text (`rows::IdRows`).
+    pub(crate) fn ids(&self, name: &str) -> Result<super::rows::IdRows<'a>, EtlError> {
+        let column = self.column(name)?;
+        match column.dtype() {
+            DataType::Binary => Ok(super::rows::IdRows::bytes(
+                column.binary().map_err(|_| self.wrong(name, "ids"))?,
+            )),
+            _ => Ok(super::rows::IdRows::text(
+                column
+                    .str()
+                    .map_err(|_| self.wrong(name, "ids (16 bytes or text)"))?,
+            )),
+        }
+    }
+
     pub fn f64(&self, name: &str) -> Result<&'a Float64Chunked, EtlError> {
         self.column(name)?
             .f64()

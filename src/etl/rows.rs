@@ -7,6 +7,7 @@ use super::EtlError;
 use crate::domain::measurement::{DeviceStatus, Measurement, Vitals};
 use crate::domain::time::UtcMillis;
 use crate::domain::QualityFlag;
+use crate::output::uuid_column::uuid_from_bytes;
 use polars::prelude::*;
 use polars_arrow::array::Array as _;
 use std::sync::Arc;
@@ -56,6 +57,41 @@ impl<'a> Rows<'a, StringType> {
     }
 }
 
+impl<'a> Rows<'a, BinaryType> {
+    pub(crate) fn bytes(&self, i: usize) -> Option<&'a [u8]> {
+        match self {
+            Rows::One(a) => a.get(i),
+            Rows::Chunks(ca) => ca.get(i),
+        }
+    }
+}
+
+/// A column of ids read row by row, as it was written: 16 bytes (Parquet's UUID type, which
+/// Polars reads as `Binary`: what kidjamo writes) or text (lakes written before that, and
+/// files from other writers).
+pub(crate) enum IdRows<'a> {
+    Bytes(Rows<'a, BinaryType>),
+    Text(Rows<'a, StringType>),
+}
+
+impl<'a> IdRows<'a> {
+    pub(crate) fn text(ca: &'a StringChunked) -> Self {
+        IdRows::Text(Rows::new(ca))
+    }
+
+    pub(crate) fn bytes(ca: &'a BinaryChunked) -> Self {
+        IdRows::Bytes(Rows::new(ca))
+    }
+
+    /// Row `i`'s id; `None` when it is null or not an id.
+    pub(crate) fn id(&self, i: usize) -> Option<Uuid> {
+        match self {
+            IdRows::Bytes(rows) => rows.bytes(i).and_then(uuid_from_bytes),
+            IdRows::Text(rows) => rows.text(i).and_then(|s| Uuid::try_parse(s).ok()),
+        }
+    }
+}
+
 /// The vital and weather readings of a Bronze or Silver frame, fetched once.
 pub(crate) struct VitalRows<'a> {
     pub spo2: Rows<'a, Float64Type>,
@@ -93,7 +129,7 @@ pub struct Repeats<'a> {
 /// The columns of a Bronze or Silver frame that make up a measurement, fetched once.
 pub struct MeasurementRows<'a> {
     /// Absent from frames the caller does not need ids from.
-    message_id: Option<Rows<'a, StringType>>,
+    message_id: Option<IdRows<'a>>,
     pub patient: &'a StringChunked,
     device: Rows<'a, StringType>,
     recorded: Rows<'a, Int64Type>,
@@ -110,7 +146,7 @@ impl<'a> MeasurementRows<'a> {
     /// Also reads `message_id` (the engine does not need it; `replay` does).
     pub fn with_message_ids(c: &Columns<'a>) -> Result<Self, EtlError> {
         Ok(MeasurementRows {
-            message_id: Some(Rows::new(c.str("message_id")?)),
+            message_id: Some(c.ids("message_id")?),
             ..Self::new(c)?
         })
     }
@@ -142,7 +178,6 @@ impl<'a> MeasurementRows<'a> {
             text.and_then(|s| Uuid::try_parse(s).ok())
                 .unwrap_or_default()
         };
-        let id = |ca: &Rows<'a, StringType>| parse(ca.text(i));
         let fw = self.firmware.text(i);
         if repeats.firmware.as_deref() != fw {
             repeats.firmware = fw.map(Arc::from);
@@ -161,7 +196,11 @@ impl<'a> MeasurementRows<'a> {
             schema_version: 1,
             // Parsed only when asked for: the engine does not read it, and it is a third of
             // the row's decoding.
-            message_id: self.message_id.as_ref().map(id).unwrap_or_default(),
+            message_id: self
+                .message_id
+                .as_ref()
+                .and_then(|ids| ids.id(i))
+                .unwrap_or_default(),
             patient_id,
             device_id,
             recorded_at: UtcMillis(self.recorded.get(i).unwrap_or_default()),

@@ -15,16 +15,16 @@
 //! Bronze rows in = Silver rows + duplicates + quarantined, always (checked by the caller).
 
 use super::frame::{date_column, Columns};
-use super::rows::{Rows, VitalRows};
+use super::rows::{IdRows, Rows, VitalRows};
 use super::silver_plan::{self, BronzeKeys, RowPlan};
 use super::EtlError;
 use crate::domain::heat_index::heat_index_c;
 use crate::domain::thresholds::{Thresholds, Tier, Vital};
 use crate::domain::time::UtcMillis;
 use crate::domain::QualityFlag;
-use crate::output::decimal_dictionary;
 use crate::output::dictionary_column::{self, DictionaryColumn};
 use crate::output::parquet_groups::{ParallelGroupWriter, ROW_GROUP_ROWS};
+use crate::output::{decimal_dictionary, uuid_column};
 use crate::output::{HashedFile, OutputError, WrittenFile};
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -160,7 +160,7 @@ pub fn build(
     let plan = {
         let c = Columns::new(&bronze, what.clone());
         let keys = BronzeKeys {
-            message_id: c.str("message_id")?,
+            message_id: c.ids("message_id")?,
             patient_id: c.str("patient_id")?,
             device_id: c.str("device_id")?,
             recorded_at: c.millis("recorded_at")?,
@@ -235,6 +235,7 @@ pub fn build(
     quarantine
         .with_column(Column::new("reason_codes".into(), quarantine_reasons))
         .map_err(|e| EtlError::polars("quarantine", e))?;
+    ids_as_text(&mut quarantine, "message_id")?;
     quarantine
         .with_column(date_column(
             "event_date",
@@ -579,7 +580,9 @@ fn file_arrays(slice: &DataFrame, thresholds: &Thresholds) -> Result<Vec<ArrayRe
         .map(|column| {
             let name = column.name().as_str();
             let series = column.as_materialized_series();
-            let array = if coded(name) {
+            let array = if name == "message_id" {
+                message_id_array(series)
+            } else if coded(name) {
                 let codes = series.i16().map_err(|e| EtlError::polars("Silver", e))?;
                 let text = |code: i16| {
                     if name == "age_group" {
@@ -594,7 +597,7 @@ fn file_arrays(slice: &DataFrame, thresholds: &Thresholds) -> Result<Vec<ArrayRe
                     out.push_option(code.filter(|c| text(*c).is_some()).as_ref());
                 }
                 out.finish(|code, s| s.push_str(text(*code).unwrap_or_default()))
-            } else if name != "message_id" && series.dtype() == &DataType::String {
+            } else if series.dtype() == &DataType::String {
                 dictionary_column::from_strings(
                     series.str().map_err(|e| EtlError::polars("Silver", e))?,
                 )
@@ -609,6 +612,42 @@ fn file_arrays(slice: &DataFrame, thresholds: &Thresholds) -> Result<Vec<ArrayRe
             array.map_err(|e| EtlError::polars("Silver", e))
         })
         .collect()
+}
+
+/// Quarantine keeps what came in readable by anyone: a column of 16-byte ids becomes their
+/// text (a value that is not 16 bytes, its hex), as the ingest quarantine writes them.
+fn ids_as_text(frame: &mut DataFrame, name: &str) -> Result<(), EtlError> {
+    let Ok(column) = frame.column(name) else {
+        return Ok(());
+    };
+    let Ok(bytes) = column.binary() else {
+        return Ok(());
+    };
+    let text: StringChunked = bytes
+        .iter()
+        .map(|b| {
+            b.map(|b| match uuid_column::uuid_from_bytes(b) {
+                Some(id) => id.to_string(),
+                None => hex::encode(b),
+            })
+        })
+        .collect();
+    frame
+        .with_column(text.with_name(name.into()).into_column())
+        .map_err(|e| EtlError::polars("quarantine", e))?;
+    Ok(())
+}
+
+/// Silver's message ids as Parquet UUIDs (`output::uuid_column`), whether Bronze held them as
+/// bytes or, in an older lake, as text. Every Silver row has a valid id (the plan quarantines
+/// the others).
+fn message_id_array(series: &Series) -> PolarsResult<ArrayRef> {
+    let ids = match series.dtype() {
+        DataType::Binary => IdRows::bytes(series.binary()?),
+        _ => IdRows::text(series.str()?),
+    };
+    let ids: Vec<Option<Uuid>> = (0..series.len()).map(|i| ids.id(i)).collect();
+    Ok(uuid_column::optional_uuid_array(&ids))
 }
 
 /// Writes in-memory Silver as one Parquet file, a row group at a time with its coded columns
@@ -630,7 +669,7 @@ pub fn write(
     };
     let schema = decode(&silver.slice(0, 0), thresholds)?.schema().clone();
     let mut writer = crate::lake::bronze::measurement_encodings(
-        ParallelGroupWriter::lake(&mut file, &schema).map_err(perr)?,
+        ParallelGroupWriter::lake_with_uuids(&mut file, &schema, &["message_id"]).map_err(perr)?,
     );
     for offset in (0..silver.height()).step_by(ROW_GROUP_ROWS) {
         let arrays = file_arrays(&silver.slice(offset as i64, ROW_GROUP_ROWS), thresholds)?;

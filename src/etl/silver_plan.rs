@@ -7,7 +7,7 @@
 //! about 1.2 GB here besides Bronze itself (it needed 2.4 GB with optional ids, per-row reason
 //! lists and sorts through five separate arrays).
 
-use super::rows::Rows;
+use super::rows::{IdRows, Rows};
 use super::silver::SilverCounts;
 use crate::id_hash::{FastMap, FastSet};
 use polars::prelude::{IdxSize, Int64Chunked, StringChunked};
@@ -33,7 +33,7 @@ const DUPLICATE: u8 = 1 << 5;
 
 /// The Bronze columns the plan reads.
 pub struct BronzeKeys<'a> {
-    pub message_id: &'a StringChunked,
+    pub(crate) message_id: IdRows<'a>,
     pub patient_id: &'a StringChunked,
     pub device_id: &'a StringChunked,
     pub recorded_at: &'a Int64Chunked,
@@ -228,9 +228,9 @@ fn silver_order(
 /// Plans the day that starts at `day_start` (UTC ms).
 pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) -> RowPlan {
     let step = super::step_timer("silver plan");
-    let n = keys.message_id.len();
+    let n = keys.recorded_at.len();
     // Read row by row without `ChunkedArray::get`'s chunk search on every call.
-    let (message_id, patient_id) = (Rows::new(keys.message_id), Rows::new(keys.patient_id));
+    let (message_id, patient_id) = (&keys.message_id, Rows::new(keys.patient_id));
     let (device_id, recorded_at) = (Rows::new(keys.device_id), Rows::new(keys.recorded_at));
     let (received_at, source_offset) = (Rows::new(keys.received_at), Rows::new(keys.source_offset));
     let (ingest_run_id, source) = (Rows::new(keys.ingest_run_id), Rows::new(keys.source));
@@ -258,7 +258,7 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
                     Some(v) => *slot = v,
                     None => *f |= bad,
                 };
-                set_id(parse_id(message_id.text(i)), m, BAD_MESSAGE);
+                set_id(message_id.id(i).map(|id| id.as_u128()), m, BAD_MESSAGE);
                 set_id(patients.parse(patient_id.text(i)), p, BAD_PATIENT);
                 set_id(devices.parse(device_id.text(i)), d, BAD_DEVICE);
                 let at = recorded_at.get(i).unwrap_or(i64::MIN);
@@ -463,7 +463,7 @@ mod tests {
             Some(6),
         ]);
         let keys = BronzeKeys {
-            message_id: &message,
+            message_id: IdRows::text(&message),
             patient_id: &patient,
             device_id: &device,
             recorded_at: &recorded,
@@ -487,6 +487,47 @@ mod tests {
         assert_eq!(plan.counts.duplicate_message_id, 1);
         assert_eq!(plan.counts.duplicate_device_time, 1);
         assert_eq!(plan.counts.quarantined_total(), 2);
+
+        // The same ids as 16 bytes (Bronze's UUID column) plan the same; 15 bytes are no id.
+        let mut as_bytes: Vec<Vec<u8>> = message
+            .iter()
+            .map(|t| {
+                Uuid::parse_str(t.expect("id"))
+                    .expect("uuid")
+                    .as_bytes()
+                    .to_vec()
+            })
+            .collect();
+        let bytes = BinaryChunked::from_iter_values("m".into(), as_bytes.iter().map(Vec::as_slice));
+        let from_bytes = super::plan(
+            &BronzeKeys {
+                message_id: IdRows::bytes(&bytes),
+                ..keys
+            },
+            day,
+            &BTreeSet::new(),
+        );
+        assert_eq!(from_bytes.silver_rows, plan.silver_rows);
+        assert_eq!(from_bytes.early_rows, plan.early_rows);
+        assert_eq!(from_bytes.counts.duplicate_message_id, 1);
+        as_bytes[1].pop();
+        let bytes = BinaryChunked::from_iter_values("m".into(), as_bytes.iter().map(Vec::as_slice));
+        let short = super::plan(
+            &BronzeKeys {
+                message_id: IdRows::bytes(&bytes),
+                patient_id: &patient,
+                device_id: &device,
+                recorded_at: &recorded,
+                received_at: &received,
+                ingest_run_id: &constant,
+                source: &constant,
+                source_offset: &offsets,
+            },
+            day,
+            &BTreeSet::new(),
+        );
+        assert_eq!(short.early_rows, vec![1, 5, 6]);
+        assert_eq!(short.early_reasons[0], "bad_message_id");
     }
 
     #[test]
@@ -544,7 +585,7 @@ mod tests {
             ints(&[Some(0)]),
         );
         let keys = BronzeKeys {
-            message_id: &keys_owned.0,
+            message_id: IdRows::text(&keys_owned.0),
             patient_id: &keys_owned.1,
             device_id: &keys_owned.2,
             recorded_at: &keys_owned.3,

@@ -9,6 +9,7 @@ use crate::domain::time::UtcMillis;
 use crate::domain::Measurement;
 use crate::output::dictionary_column::DictionaryColumn;
 use crate::output::parquet_groups::ParallelGroupWriter;
+use crate::output::uuid_column::uuid_array;
 use crate::output::{HashedFile, OutputError, SharedFile, WrittenFile};
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -59,17 +60,6 @@ struct BronzeBuffer {
 fn small(v: Option<i32>) -> Option<i16> {
     // Validated values fit: every integer field's range is within 0..=260.
     v.and_then(|x| i16::try_from(x).ok())
-}
-
-fn uuid_column(name: &str, ids: &[Uuid]) -> Column {
-    let mut b = StringChunkedBuilder::new(name.into(), ids.len());
-    let mut text = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
-    for id in ids {
-        text.clear();
-        uuid_text(id, &mut text);
-        b.append_value(&text);
-    }
-    b.finish().into_series().into()
 }
 
 fn uuid_text(id: &Uuid, out: &mut String) {
@@ -128,7 +118,8 @@ fn const_str_column(name: &str, value: &str, len: usize) -> Column {
     b.finish().into_series().into()
 }
 
-/// Bronze's columns and their types (SPEC §6), in file order.
+/// Bronze's columns and their types (SPEC §6), in file order. `message_id` is text here but
+/// stored as Parquet's UUID type, 16 bytes a row (`encode`, `output::uuid_column`).
 fn bronze_schema() -> Schema {
     let time = || DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC));
     let columns = [
@@ -243,7 +234,7 @@ impl BronzeBuffer {
             run.push(&run_id);
         }
         Ok(vec![
-            arrow(uuid_column("message_id", &self.message_id)),
+            uuid_array(self.message_id.into_iter()),
             self.patient_id.finish(uuid_text)?,
             self.device_id.finish(uuid_text)?,
             arrow(time_column("recorded_at", self.recorded_at)),
@@ -364,9 +355,10 @@ fn encode(
         Some(w) => w,
         // The lake's settings (zstd level 1, statistics): Bronze is written once at ingest
         // speed and read by one ETL run; higher levels cost more CPU than they save in bytes.
-        None => {
-            measurement_encodings(ParallelGroupWriter::lake(file, &bronze_schema()).map_err(&perr)?)
-        }
+        None => measurement_encodings(
+            ParallelGroupWriter::lake_with_uuids(file, &bronze_schema(), &["message_id"])
+                .map_err(&perr)?,
+        ),
     };
     writer.write_arrays(&arrays).map_err(&perr)?;
     Ok(writer)
@@ -655,7 +647,8 @@ mod tests {
         out
     }
 
-    /// What Bronze files give back is what was accepted, to the bit: readings stored as
+    /// What Bronze files give back is what was accepted, to the bit: message ids as 16-byte
+    /// UUIDs, readings stored as
     /// dictionaries of tenths, a reading with more decimals (stored plainly), delta-packed
     /// timestamps and offsets.
     #[test]
@@ -685,7 +678,7 @@ mod tests {
                         })
                         .expect("accept");
                     expected.push((
-                        m.message_id.to_string(),
+                        m.message_id,
                         m.vitals.spo2_pct.map(f64::to_bits),
                         m.vitals.temperature_c.map(f64::to_bits),
                         m.recorded_at.0,
@@ -717,6 +710,11 @@ mod tests {
                     chunk("recorded_at").dictionary_page_offset().is_none(),
                     "delta, not a dictionary"
                 );
+                let id = &chunk("message_id").descriptor().descriptor.primitive_type;
+                assert_eq!(
+                    id.logical_type,
+                    Some(polars_parquet::parquet::schema::types::PrimitiveLogicalType::Uuid)
+                );
                 dictionary_readings +=
                     usize::from(chunk("temperature_c").dictionary_page_offset().is_some());
             }
@@ -737,7 +735,10 @@ mod tests {
             let offsets = column("source_offset");
             for i in 0..df.height() {
                 actual.push((
-                    ids.str().expect("str").get(i).expect("id").to_string(),
+                    crate::output::uuid_column::uuid_from_bytes(
+                        ids.binary().expect("16 bytes").get(i).expect("id"),
+                    )
+                    .expect("an id"),
                     spo2.f64().expect("f64").get(i).map(f64::to_bits),
                     temperature.f64().expect("f64").get(i).map(f64::to_bits),
                     recorded.i64().expect("i64").get(i).expect("time"),

@@ -11,6 +11,7 @@ pub mod parquet_groups;
 pub mod settle;
 pub mod sink;
 pub mod tables;
+pub mod uuid_column;
 
 pub use sink::{MeasurementSink, SinkReport, WrittenFile};
 

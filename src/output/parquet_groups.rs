@@ -6,11 +6,13 @@
 //! encoded *and* compressed as one task, and the finished pages are appended in column order,
 //! so the file is the one `write_batch` would write, byte for byte, only sooner.
 
-use polars::io::parquet::write::{get_encodings, BatchedWriter, ParquetWriter};
+use super::uuid_column;
+use polars::io::parquet::write::{get_encodings, BatchedWriter};
 use polars::prelude::*;
+use polars_parquet::parquet::schema::types::PrimitiveLogicalType;
 use polars_parquet::write::{
-    array_to_columns, compress, CompressedPage, CompressionOptions, Encoding, ParquetType, Version,
-    WriteOptions, ZstdLevel,
+    array_to_columns, compress, to_parquet_type, CompressedPage, CompressionOptions, Encoding,
+    FileWriter, ParquetType, SchemaDescriptor, Version, WriteOptions, ZstdLevel,
 };
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,39 +41,78 @@ pub struct ParallelGroupWriter<W: Write> {
     encodings: Vec<Vec<Encoding>>,
     /// Per column: the statistics and compression of its pages.
     options: Vec<WriteOptions>,
+    /// Per column: stored as a UUID (`lake_with_uuids`).
+    uuid: Vec<bool>,
 }
 
 impl<W: Write> ParallelGroupWriter<W> {
     /// A lake table (zstd level 1, min/max/null-count statistics) of `schema`.
     pub fn lake(sink: W, schema: &Schema) -> PolarsResult<Self> {
+        Self::lake_with_uuids(sink, schema, &[])
+    }
+
+    /// A lake table of `schema` whose columns `uuids` (text in `schema`) are stored as
+    /// Parquet's UUID logical type, 16 bytes a row, uncompressed (random bytes do not
+    /// compress): `write_arrays` takes them as `output::uuid_column` arrays.
+    ///
+    /// The writer is the one `ParquetWriter::batched` builds, byte for byte, except for those
+    /// columns' types (`writes_the_file_polars_batched_writer_writes`).
+    pub fn lake_with_uuids(sink: W, schema: &Schema, uuids: &[&str]) -> PolarsResult<Self> {
         let statistics = StatisticsOptions::default();
-        let mut inner = ParquetWriter::new(sink)
-            // (Only the file's metadata: the pages are compressed here, in `encode_column`.)
-            .with_compression(ParquetCompression::Zstd(lake_zstd()))
-            .with_statistics(statistics)
-            .batched(schema)?;
-        let fields = inner.parquet_schema().fields().to_vec();
-        let arrow_schema = schema.to_arrow(CompatLevel::newest());
+        let options = WriteOptions {
+            statistics,
+            version: Version::V1,
+            compression: CompressionOptions::Zstd(lake_zstd()),
+            data_page_size: None,
+        };
+        let mut arrow_schema = schema.to_arrow(CompatLevel::newest());
+        for name in uuids {
+            match arrow_schema.get_mut(*name) {
+                Some(field) => field.dtype = uuid_column::uuid_arrow_type(),
+                None => polars_bail!(ColumnNotFound: "no column {name} to store as UUID"),
+            }
+        }
+        let fields = arrow_schema
+            .iter_values()
+            .map(|field| {
+                let mut parquet = to_parquet_type(field)?;
+                if let ParquetType::PrimitiveType(primitive) = &mut parquet {
+                    if uuids.contains(&field.name.as_str()) {
+                        primitive.logical_type = Some(PrimitiveLogicalType::Uuid);
+                    }
+                }
+                Ok(parquet)
+            })
+            .collect::<PolarsResult<Vec<ParquetType>>>()?;
+        let descriptor = SchemaDescriptor::new(PlSmallStr::from_static("root"), fields.clone());
         let arrow_types = arrow_schema
             .iter_values()
             .map(|f| f.dtype().clone())
             .collect();
-        let encodings: Vec<Vec<Encoding>> = get_encodings(&arrow_schema).iter().cloned().collect();
+        let encodings = get_encodings(&arrow_schema);
+        let names: Vec<PlSmallStr> = schema.iter_names().cloned().collect();
+        let file = FileWriter::new_with_parquet_schema(sink, arrow_schema, descriptor, options);
+        let inner = BatchedWriter::new(Mutex::new(file), encodings.clone(), options, false, None);
+        let column_options = names
+            .iter()
+            .map(|name| WriteOptions {
+                compression: if uuids.contains(&name.as_str()) {
+                    CompressionOptions::Uncompressed
+                } else {
+                    options.compression
+                },
+                ..options
+            })
+            .collect();
+        let uuid = names.iter().map(|n| uuids.contains(&n.as_str())).collect();
         Ok(ParallelGroupWriter {
+            uuid,
             inner,
-            names: schema.iter_names().cloned().collect(),
+            names,
             fields,
             arrow_types,
-            options: vec![
-                WriteOptions {
-                    statistics,
-                    version: Version::V1,
-                    compression: CompressionOptions::Zstd(lake_zstd()),
-                    data_page_size: None,
-                };
-                encodings.len()
-            ],
-            encodings,
+            options: column_options,
+            encodings: encodings.iter().cloned().collect(),
         })
     }
 
@@ -118,15 +159,20 @@ impl<W: Write> ParallelGroupWriter<W> {
         Ok(())
     }
 
-    /// One row group from a frame of single-chunk columns.
+    /// One row group from a frame of single-chunk columns (a UUID column as Polars reads one
+    /// back: 16-byte `Binary` values).
     fn write_group(&mut self, group: &DataFrame) -> PolarsResult<()> {
         for batch in group.iter_chunks(CompatLevel::newest(), false) {
-            let columns = encode_columns(
-                batch.columns(),
-                &self.fields,
-                &self.encodings,
-                &self.options,
-            )?;
+            let arrays = batch
+                .columns()
+                .iter()
+                .zip(&self.uuid)
+                .map(|(array, uuid)| match uuid {
+                    true => uuid_column::uuid_array_from_binary(array),
+                    false => Ok(array.clone()),
+                })
+                .collect::<PolarsResult<Vec<ArrayRef>>>()?;
+            let columns = encode_columns(&arrays, &self.fields, &self.encodings, &self.options)?;
             let leaves: Vec<Vec<CompressedPage>> = columns.into_iter().flatten().collect();
             self.inner.write_row_group(batch.len() as u64, &leaves)?;
         }
@@ -237,6 +283,8 @@ fn encode_column(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars::io::parquet::write::ParquetWriter;
+    use uuid::Uuid;
 
     /// Strings (some repeated, some null), integers, floats and a list column over three row
     /// groups, the last one short.
@@ -306,5 +354,60 @@ mod tests {
             .finish()
             .expect("read back");
         assert!(back.equals_missing(&df));
+    }
+
+    #[test]
+    fn uuid_columns_are_sixteen_bytes_with_the_uuid_logical_type() {
+        let ids: Vec<Uuid> = (0..1_000u128)
+            .map(|i| Uuid::from_u128(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834)))
+            .collect();
+        let schema = Schema::from_iter([
+            Field::new("id".into(), DataType::String),
+            Field::new("n".into(), DataType::Int64),
+        ]);
+        let n: ArrayRef = Box::new(polars_arrow::array::PrimitiveArray::<i64>::from_vec(
+            (0..1_000).collect(),
+        ));
+        let mut bytes = Vec::new();
+        let mut writer = ParallelGroupWriter::lake_with_uuids(&mut bytes, &schema, &["id"])
+            .expect("writer")
+            .plain(&["id"]);
+        writer
+            .write_arrays(&[uuid_column::uuid_array(ids.iter().copied()), n])
+            .expect("write");
+        writer.finish().expect("finish");
+
+        let metadata = polars_parquet::read::read_metadata(&mut std::io::Cursor::new(&bytes))
+            .expect("metadata");
+        let column = &metadata.schema().columns()[0];
+        let primitive = &column.descriptor.primitive_type;
+        assert_eq!(
+            primitive.physical_type,
+            polars_parquet::parquet::schema::types::PhysicalType::FixedLenByteArray(16)
+        );
+        assert_eq!(primitive.logical_type, Some(PrimitiveLogicalType::Uuid));
+
+        let back = ParquetReader::new(std::io::Cursor::new(bytes))
+            .finish()
+            .expect("read back");
+        let read = back.column("id").expect("id").binary().expect("bytes");
+        let read: Vec<Uuid> = read
+            .into_iter()
+            .map(|b| uuid_column::uuid_from_bytes(b.expect("no null")).expect("16 bytes"))
+            .collect();
+        assert_eq!(read, ids);
+        assert_eq!(
+            back.column("n").expect("n").i64().expect("i64").get(999),
+            Some(999)
+        );
+    }
+
+    #[test]
+    fn a_uuid_column_must_exist() {
+        let schema = Schema::from_iter([Field::new("id".into(), DataType::String)]);
+        let err = ParallelGroupWriter::lake_with_uuids(Vec::new(), &schema, &["message_id"])
+            .err()
+            .expect("an unknown column is an error");
+        assert!(err.to_string().contains("message_id"), "{err}");
     }
 }

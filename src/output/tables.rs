@@ -3,6 +3,7 @@
 
 use super::csv::push_csv_field;
 use super::parquet_groups::ParallelGroupWriter;
+use super::uuid_column;
 use super::{HashedFile, OutputError, WrittenFile};
 use crate::domain::wire::push_float;
 use polars::prelude::*;
@@ -161,10 +162,21 @@ pub fn write_parquet(
 ) -> Result<WrittenFile, OutputError> {
     let mut file = HashedFile::create(root, relative)?;
     let path = file.absolute.clone();
-    let written = ParallelGroupWriter::lake(&mut file, df.schema()).and_then(|mut writer| {
-        writer.write(&df)?;
-        writer.finish()
-    });
+    // Ids read back from a lake file as bytes are written as the UUIDs they were.
+    let uuids: Vec<&str> = uuid_column::UUID_COLUMNS
+        .iter()
+        .copied()
+        .filter(|name| {
+            df.column(name)
+                .is_ok_and(|c| c.dtype() == &DataType::Binary)
+        })
+        .collect();
+    let written = ParallelGroupWriter::lake_with_uuids(&mut file, df.schema(), &uuids).and_then(
+        |mut writer| {
+            writer.write(&df)?;
+            writer.finish()
+        },
+    );
     written.map_err(|e| OutputError::Parquet {
         path,
         message: e.to_string(),

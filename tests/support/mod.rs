@@ -78,3 +78,25 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A column of ids as text, whichever way the file stored them: 16 bytes (Parquet's UUID
+/// type, which kidjamo's lake tables use and Polars reads as `Binary`) or text.
+pub fn id_texts(column: &polars::prelude::Column) -> Vec<Option<String>> {
+    if let Ok(bytes) = column.binary() {
+        return bytes
+            .iter()
+            .map(|b| {
+                b.map(|b| {
+                    let b: [u8; 16] = b.try_into().expect("an id is 16 bytes");
+                    uuid::Uuid::from_bytes(b).to_string()
+                })
+            })
+            .collect();
+    }
+    column
+        .str()
+        .expect("ids as bytes or text")
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect()
+}

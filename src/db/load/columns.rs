@@ -104,8 +104,29 @@ fn field<'a>(df: &'a DataFrame, file: &str, c: &Col) -> Result<Field<'a>, LoadEr
         }
     };
     Ok(match c.kind {
+        // As 16 bytes (Parquet's UUID type, what kidjamo writes) or as text.
+        Uuid if series.dtype() == &DataType::Binary => {
+            let ca = series.binary().map_err(|_| wrong("a UUID"))?;
+            let mut out = Vec::with_capacity(n);
+            for (row, v) in ca.iter().enumerate() {
+                out.push(match v {
+                    None => None,
+                    Some(bytes) => {
+                        Some(<[u8; 16]>::try_from(bytes).map_err(|_| LoadError::BadUuid {
+                            file: file.into(),
+                            row,
+                            column: c.source.into(),
+                            value: format!("{} bytes, not 16", bytes.len()),
+                        })?)
+                    }
+                });
+            }
+            Field::Uuid(out)
+        }
         Uuid => {
-            let ca = series.str().map_err(|_| wrong("a UUID string"))?;
+            let ca = series
+                .str()
+                .map_err(|_| wrong("a UUID (text or 16 bytes)"))?;
             let mut out = Vec::with_capacity(n);
             for (row, v) in ca.iter().enumerate() {
                 out.push(match v {
@@ -216,5 +237,31 @@ mod tests {
             err.as_deref(),
             Some("x.parquet: row 0: patient_id \"not-a-uuid\" is not a UUID")
         );
+    }
+
+    #[test]
+    fn ids_read_as_sixteen_bytes_or_named_when_not() {
+        let id = uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+        let bytes: Vec<&[u8]> = vec![id.as_bytes(), &[1, 2, 3]];
+        let df = DataFrame::new(
+            2,
+            vec![polars::prelude::Column::new("message_id".into(), bytes)],
+        )
+        .expect("frame");
+        let err = field(&df, "x.parquet", &col("message_id", "message_id", Uuid))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("x.parquet: row 1: message_id \"3 bytes, not 16\" is not a UUID")
+        );
+        match field(
+            &df.slice(0, 1),
+            "x.parquet",
+            &col("message_id", "message_id", Uuid),
+        ) {
+            Ok(Field::Uuid(ids)) => assert_eq!(ids, vec![Some(*id.as_bytes())]),
+            _ => panic!("16 bytes are an id"),
+        }
     }
 }
