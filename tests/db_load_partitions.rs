@@ -69,13 +69,13 @@ fn bronze_rows(lake: &Path) -> HashMap<Key, Row> {
             hr.i16().expect("i16"),
             quality.str().expect("str"),
         );
-        for i in 0..df.height() {
+        for (i, message) in message.iter().enumerate() {
             let key = (
                 device.get(i).expect("device").to_string(),
                 time.get(i).expect("time"),
             );
             rows.entry(key).or_insert((
-                message[i].clone().expect("message"),
+                message.clone().expect("message"),
                 spo2.get(i),
                 hr.get(i),
                 quality.get(i).expect("quality").to_string(),

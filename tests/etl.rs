@@ -643,8 +643,8 @@ fn a_simulated_week_end_to_end_matches_independent_computations() {
         let mut seen_s = HashSet::new();
         let mut kept = 0u64;
         // Any copy of a resent sample is identical, so arrival order does not matter here.
-        for i in 0..bronze.height() {
-            if seen_m.insert(&msgs[i]) && seen_s.insert((devs.get(i), at.get(i))) {
+        for (i, message) in msgs.iter().enumerate() {
+            if seen_m.insert(message) && seen_s.insert((devs.get(i), at.get(i))) {
                 kept += 1;
             }
         }

@@ -174,14 +174,33 @@ pub fn build(
     step("planned");
     let RowPlan {
         silver_rows,
+        silver_messages,
         silver_patient,
         patients,
         early_rows,
         early_reasons: mut quarantine_reasons,
         mut counts,
     } = plan;
-    let (ordered, mut quarantine) = take_rows(&mut bronze, silver_rows, early_rows)?;
+    // Silver's message ids come from the plan, which parsed them: gathering Bronze's column
+    // of 16-byte values row by row took longer than the rest of the row taking together.
+    let polars = |e| EtlError::polars("Silver", e);
+    let bronze_ids = bronze.drop_in_place("message_id").map_err(polars)?;
+    let early_ids = bronze_ids
+        .take(&IdxCa::from_vec("".into(), early_rows.clone()))
+        .map_err(polars)?;
+    drop(bronze_ids);
+    let (mut ordered, mut quarantine) = take_rows(&mut bronze, silver_rows, early_rows)?;
     drop(bronze);
+    let silver_ids = BinaryChunked::from_iter_values(
+        "message_id".into(),
+        silver_messages.iter().map(|id| id.as_bytes().as_slice()),
+    );
+    drop(silver_messages);
+    ordered
+        .insert_column(0, silver_ids.into_column())
+        .map_err(polars)?;
+    quarantine.insert_column(0, early_ids).map_err(polars)?;
+    ids_as_text(&mut quarantine, "message_id")?;
     step("rows taken");
 
     let enriched: Vec<Enriched> = {
@@ -221,7 +240,8 @@ pub fn build(
     } else {
         let usable: BooleanChunked =
             BooleanChunked::from_iter_values("".into(), enriched.iter().map(|e| e.reasons == 0));
-        let (silver, unusable) = split_rows(ordered, &usable)?;
+        let (silver, mut unusable) = split_rows(ordered, &usable)?;
+        ids_as_text(&mut unusable, "message_id")?;
         quarantine
             .vstack_mut_owned(unusable)
             .map_err(|e| EtlError::polars("quarantine", e))?;
@@ -235,7 +255,6 @@ pub fn build(
     quarantine
         .with_column(Column::new("reason_codes".into(), quarantine_reasons))
         .map_err(|e| EtlError::polars("quarantine", e))?;
-    ids_as_text(&mut quarantine, "message_id")?;
     quarantine
         .with_column(date_column(
             "event_date",
@@ -638,9 +657,8 @@ fn ids_as_text(frame: &mut DataFrame, name: &str) -> Result<(), EtlError> {
     Ok(())
 }
 
-/// Silver's message ids as Parquet UUIDs (`output::uuid_column`), whether Bronze held them as
-/// bytes or, in an older lake, as text. Every Silver row has a valid id (the plan quarantines
-/// the others).
+/// Silver's message ids (16 bytes in memory, `build`) as Parquet UUIDs (`output::uuid_column`);
+/// text is taken too. Every Silver row has a valid id (the plan quarantines the others).
 fn message_id_array(series: &Series) -> PolarsResult<ArrayRef> {
     let ids = match series.dtype() {
         DataType::Binary => IdRows::bytes(series.binary()?),

@@ -46,6 +46,9 @@ pub struct BronzeKeys<'a> {
 pub struct RowPlan {
     /// Bronze rows in Silver order: patient, event time, device.
     pub silver_rows: Vec<IdxSize>,
+    /// The message id of each Silver row (parsed once here: Silver's column is built from
+    /// them instead of gathering Bronze's).
+    pub silver_messages: Vec<Uuid>,
     /// For each Silver row, its patient: an index into `patients`.
     pub silver_patient: Vec<u32>,
     /// The patients of the Silver rows, in id order.
@@ -338,7 +341,6 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
         counts.duplicate_device_time += 1;
         flags[row as usize] = DUPLICATE;
     }
-    drop(message);
     step("deduplicated");
 
     // Silver order, packed: patient rank, time in the day, device rank, row.
@@ -347,10 +349,16 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
     });
     drop((patient_of, device_of, flags));
     step("silver order");
-    let silver_rows = keyed.par_iter().map(|&k| k as u32 as IdxSize).collect();
+    let silver_rows: Vec<IdxSize> = keyed.par_iter().map(|&k| k as u32 as IdxSize).collect();
     let silver_patient = keyed.par_iter().map(|&k| (k >> 96) as u32).collect();
+    let silver_messages = silver_rows
+        .par_iter()
+        .map(|&row| Uuid::from_u128(message[row as usize]))
+        .collect();
+    drop(message);
     RowPlan {
         silver_rows,
+        silver_messages,
         silver_patient,
         patients: patients.into_iter().map(Uuid::from_u128).collect(),
         early_rows,
@@ -474,6 +482,10 @@ mod tests {
         };
         let plan = plan(&keys, day, &BTreeSet::new());
         assert_eq!(plan.silver_rows, vec![2, 1, 3]);
+        assert_eq!(
+            plan.silver_messages,
+            [&m[2], &m[1], &m[0]].map(|t| Uuid::parse_str(t).expect("uuid"))
+        );
         assert_eq!(plan.silver_patient, vec![0, 0, 1]);
         assert_eq!(
             plan.patients,

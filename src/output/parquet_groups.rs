@@ -67,7 +67,7 @@ impl<W: Write> ParallelGroupWriter<W> {
         };
         let mut arrow_schema = schema.to_arrow(CompatLevel::newest());
         for name in uuids {
-            match arrow_schema.get_mut(*name) {
+            match arrow_schema.get_mut(name) {
                 Some(field) => field.dtype = uuid_column::uuid_arrow_type(),
                 None => polars_bail!(ColumnNotFound: "no column {name} to store as UUID"),
             }
@@ -392,7 +392,7 @@ mod tests {
             .expect("read back");
         let read = back.column("id").expect("id").binary().expect("bytes");
         let read: Vec<Uuid> = read
-            .into_iter()
+            .iter()
             .map(|b| uuid_column::uuid_from_bytes(b.expect("no null")).expect("16 bytes"))
             .collect();
         assert_eq!(read, ids);

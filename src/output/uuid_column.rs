@@ -121,7 +121,7 @@ mod tests {
     fn ids_read_back_as_bytes_become_a_uuid_column_again() {
         let a = Uuid::from_u128(42);
         let values: Vec<Option<&[u8]>> = vec![Some(a.as_bytes()), None];
-        let binary: ArrayRef = Box::new(BinaryViewArray::from_iter(values));
+        let binary: ArrayRef = Box::new(BinaryViewArray::from_slice(values));
         let back = uuid_array_from_binary(&binary).expect("16-byte values");
         let fixed = back
             .as_any()
