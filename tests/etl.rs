@@ -923,7 +923,7 @@ mod properties {
             prop_assert!(a.silver.height() <= bronze.height());
             prop_assert_eq!(a.silver.height() + a.quarantine.height()
                 + (a.counts.duplicate_message_id + a.counts.duplicate_device_time) as usize, rows.len());
-            let ids: Vec<Option<&str>> = a.silver.column("message_id").expect("m").str().expect("s").iter().collect();
+            let ids = support::id_texts(a.silver.column("message_id").expect("m"));
             prop_assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "message ids unique");
             let dev = a.silver.column("device_id").expect("d").str().expect("s");
             let at = a.silver.column("recorded_at").expect("t").cast(&DataType::Int64).expect("i");
