@@ -527,13 +527,7 @@ mod tests {
         let short = super::plan(
             &BronzeKeys {
                 message_id: IdRows::bytes(&bytes),
-                patient_id: &patient,
-                device_id: &device,
-                recorded_at: &recorded,
-                received_at: &received,
-                ingest_run_id: &constant,
-                source: &constant,
-                source_offset: &offsets,
+                ..keys
             },
             day,
             &BTreeSet::new(),
