@@ -15,7 +15,7 @@
 //! Bronze rows in = Silver rows + duplicates + quarantined, always (checked by the caller).
 
 use super::frame::{date_column, Columns};
-use super::rows::{IdRows, Rows, VitalRows};
+use super::rows::{Rows, VitalRows};
 use super::silver_plan::{self, BronzeKeys, RowPlan};
 use super::EtlError;
 use crate::domain::heat_index::heat_index_c;
@@ -657,15 +657,9 @@ fn ids_as_text(frame: &mut DataFrame, name: &str) -> Result<(), EtlError> {
     Ok(())
 }
 
-/// Silver's message ids (16 bytes in memory, `build`) as Parquet UUIDs (`output::uuid_column`);
-/// text is taken too. Every Silver row has a valid id (the plan quarantines the others).
+/// Silver's message ids (16 bytes in memory, `build`) as Parquet UUIDs (`output::uuid_column`).
 fn message_id_array(series: &Series) -> PolarsResult<ArrayRef> {
-    let ids = match series.dtype() {
-        DataType::Binary => IdRows::bytes(series.binary()?),
-        _ => IdRows::text(series.str()?),
-    };
-    let ids: Vec<Option<Uuid>> = (0..series.len()).map(|i| ids.id(i)).collect();
-    Ok(uuid_column::optional_uuid_array(&ids))
+    uuid_column::uuid_array_from_binary(&series.rechunk().to_arrow(0, CompatLevel::newest()))
 }
 
 /// Writes in-memory Silver as one Parquet file, a row group at a time with its coded columns
@@ -687,7 +681,8 @@ pub fn write(
     };
     let schema = decode(&silver.slice(0, 0), thresholds)?.schema().clone();
     let mut writer = crate::lake::bronze::measurement_encodings(
-        ParallelGroupWriter::lake_with_uuids(&mut file, &schema, &["message_id"]).map_err(perr)?,
+        ParallelGroupWriter::lake_with_uuids(&mut file, &schema, uuid_column::UUID_COLUMNS)
+            .map_err(perr)?,
     );
     for offset in (0..silver.height()).step_by(ROW_GROUP_ROWS) {
         let arrays = file_arrays(&silver.slice(offset as i64, ROW_GROUP_ROWS), thresholds)?;

@@ -9,7 +9,7 @@ use crate::domain::time::UtcMillis;
 use crate::domain::Measurement;
 use crate::output::dictionary_column::DictionaryColumn;
 use crate::output::parquet_groups::ParallelGroupWriter;
-use crate::output::uuid_column::uuid_array;
+use crate::output::uuid_column::{uuid_array, UUID_COLUMNS};
 use crate::output::{HashedFile, OutputError, SharedFile, WrittenFile};
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -356,7 +356,7 @@ fn encode(
         // The lake's settings (zstd level 1, statistics): Bronze is written once at ingest
         // speed and read by one ETL run; higher levels cost more CPU than they save in bytes.
         None => measurement_encodings(
-            ParallelGroupWriter::lake_with_uuids(file, &bronze_schema(), &["message_id"])
+            ParallelGroupWriter::lake_with_uuids(file, &bronze_schema(), UUID_COLUMNS)
                 .map_err(&perr)?,
         ),
     };

@@ -53,9 +53,8 @@ pub fn optional_uuid_array(ids: &[Option<Uuid>]) -> ArrayRef {
     ))
 }
 
-/// The lake's id columns that are stored as UUIDs when a frame holds them as bytes (what
-/// Polars reads a UUID column as): a file rewritten from a frame (`erase patient`,
-/// `restore patient`) keeps its type.
+/// The measurement tables' id columns stored as UUIDs (Bronze, Silver); a file rewritten from
+/// a frame that holds them as bytes (`erase patient`, `restore patient`) keeps their type.
 pub const UUID_COLUMNS: &[&str] = &["message_id"];
 
 /// An array of 16-byte values read back as `Binary` (Polars' view of a UUID column) as a
