@@ -510,28 +510,23 @@ mod tests {
                     .to_vec()
             })
             .collect();
-        let bytes = BinaryChunked::from_iter_values("m".into(), as_bytes.iter().map(Vec::as_slice));
-        let from_bytes = super::plan(
-            &BronzeKeys {
-                message_id: IdRows::bytes(&bytes),
-                ..keys
-            },
-            day,
-            &BTreeSet::new(),
-        );
+        let plan_from_bytes = |ids: &[Vec<u8>]| {
+            let bytes = BinaryChunked::from_iter_values("m".into(), ids.iter().map(Vec::as_slice));
+            super::plan(
+                &BronzeKeys {
+                    message_id: IdRows::bytes(&bytes),
+                    ..keys
+                },
+                day,
+                &BTreeSet::new(),
+            )
+        };
+        let from_bytes = plan_from_bytes(&as_bytes);
         assert_eq!(from_bytes.silver_rows, plan.silver_rows);
         assert_eq!(from_bytes.early_rows, plan.early_rows);
         assert_eq!(from_bytes.counts.duplicate_message_id, 1);
         as_bytes[1].pop();
-        let bytes = BinaryChunked::from_iter_values("m".into(), as_bytes.iter().map(Vec::as_slice));
-        let short = super::plan(
-            &BronzeKeys {
-                message_id: IdRows::bytes(&bytes),
-                ..keys
-            },
-            day,
-            &BTreeSet::new(),
-        );
+        let short = plan_from_bytes(&as_bytes);
         assert_eq!(short.early_rows, vec![1, 5, 6]);
         assert_eq!(short.early_reasons[0], "bad_message_id");
     }
