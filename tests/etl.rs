@@ -377,6 +377,21 @@ fn hand_built_day_gives_the_hand_computed_silver_and_gold() {
         .collect();
     reasons.sort();
     assert_eq!(reasons, ["unknown_patient", "wrong_partition"]);
+    // Both keep their message id as text, as the ingest quarantine does: one set aside before
+    // deduplication (wrong partition), one by enrichment (unknown patient).
+    let quarantined_ids: Vec<String> = quarantine
+        .column("message_id")
+        .expect("m")
+        .str()
+        .expect("ids as text")
+        .iter()
+        .map(|s| s.expect("id").to_string())
+        .collect();
+    assert_eq!(quarantined_ids.len(), 2);
+    for id in &quarantined_ids {
+        assert!(uuid::Uuid::try_parse(id).is_ok(), "{id}");
+        assert!(!ids.contains(id), "{id} is in Silver too");
+    }
 
     let pd = read_dir_frame(
         &lake
@@ -923,14 +938,16 @@ mod properties {
             prop_assert!(a.silver.height() <= bronze.height());
             prop_assert_eq!(a.silver.height() + a.quarantine.height()
                 + (a.counts.duplicate_message_id + a.counts.duplicate_device_time) as usize, rows.len());
-            let ids = support::id_texts(a.silver.column("message_id").expect("m"));
-            prop_assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "message ids unique");
+            prop_assert_eq!(a.message_ids.len(), a.silver.height(), "one message id per row");
+            let ids: HashSet<_> = a.message_ids.iter().collect();
+            prop_assert_eq!(ids.len(), a.message_ids.len(), "message ids unique");
             let dev = a.silver.column("device_id").expect("d").str().expect("s");
             let at = a.silver.column("recorded_at").expect("t").cast(&DataType::Int64).expect("i");
             let pairs: HashSet<_> = dev.iter().zip(at.i64().expect("i").iter()).collect();
             prop_assert_eq!(pairs.len(), a.silver.height(), "one sample per device and time");
             let b = silver::build(bronze.clone(), day(), &reference, &thresholds, &Default::default()).expect("silver");
             prop_assert!(a.silver.equals_missing(&b.silver));
+            prop_assert_eq!(&a.message_ids, &b.message_ids);
             prop_assert!(a.quarantine.equals_missing(&b.quarantine));
         }
     }

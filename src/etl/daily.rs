@@ -484,7 +484,7 @@ fn run_day(
                 .as_ref()
                 .map(|d| {
                     let relative = layout::batch_part(&silver_partition, &run_id);
-                    silver::write(&staging, relative, &d.silver, job.thresholds)
+                    silver::write(&staging, relative, d, job.thresholds)
                 })
                 .transpose();
             (file, started.elapsed())

@@ -139,7 +139,12 @@ pub struct SilverDay {
     /// Sorted by patient, then event time. In memory, `age_group` and the tier columns hold
     /// small codes (`age_group_from_code`, `tier_from_code`): seven string columns of a day
     /// take 1.1 GB, their codes 140 MB. `write` and `decode` give the text Silver files hold.
+    /// Without `message_id`: nothing in memory reads it but Silver's file (`message_ids`).
     pub silver: DataFrame,
+    /// Silver's `message_id`, row for row: the ids the plan parsed, as they are. A Polars
+    /// column of them (`Binary`, views into a buffer) cost a copy of every id and ~80,000 page
+    /// faults a day, only to be turned back into 16-byte values for the file.
+    pub message_ids: Vec<Uuid>,
     /// Bronze columns plus `reason_codes` (`;`-separated).
     pub quarantine: DataFrame,
     pub counts: SilverCounts,
@@ -189,16 +194,8 @@ pub fn build(
         .take(&IdxCa::from_vec("".into(), early_rows.clone()))
         .map_err(polars)?;
     drop(bronze_ids);
-    let (mut ordered, mut quarantine) = take_rows(&mut bronze, silver_rows, early_rows)?;
+    let (ordered, mut quarantine) = take_rows(&mut bronze, silver_rows, early_rows)?;
     drop(bronze);
-    let silver_ids = BinaryChunked::from_iter_values(
-        "message_id".into(),
-        silver_messages.iter().map(|id| id.as_bytes().as_slice()),
-    );
-    drop(silver_messages);
-    ordered
-        .insert_column(0, silver_ids.into_column())
-        .map_err(polars)?;
     quarantine.insert_column(0, early_ids).map_err(polars)?;
     ids_as_text(&mut quarantine, "message_id")?;
     step("rows taken");
@@ -235,17 +232,29 @@ pub fn build(
         quarantine_reasons.push(named.join(";"));
     }
     let derived = derived_columns(&enriched);
-    let mut silver = if enriched.iter().all(|e| e.reasons == 0) {
-        ordered
+    let (mut silver, message_ids) = if enriched.iter().all(|e| e.reasons == 0) {
+        (ordered, silver_messages)
     } else {
         let usable: BooleanChunked =
             BooleanChunked::from_iter_values("".into(), enriched.iter().map(|e| e.reasons == 0));
         let (silver, mut unusable) = split_rows(ordered, &usable)?;
-        ids_as_text(&mut unusable, "message_id")?;
+        let (mut kept, mut set_aside) = (Vec::with_capacity(silver.height()), Vec::new());
+        for (id, e) in silver_messages.into_iter().zip(&enriched) {
+            match e.reasons {
+                0 => kept.push(id),
+                // Quarantine keeps ids as text, as the ingest quarantine writes them.
+                _ => set_aside.push(id.to_string()),
+            }
+        }
+        let texts =
+            StringChunked::from_iter_values("".into(), set_aside.iter().map(String::as_str));
+        unusable
+            .insert_column(0, texts.with_name("message_id".into()).into_column())
+            .map_err(|e| EtlError::polars("quarantine", e))?;
         quarantine
             .vstack_mut_owned(unusable)
             .map_err(|e| EtlError::polars("quarantine", e))?;
-        silver
+        (silver, kept)
     };
     drop(enriched);
     silver
@@ -264,6 +273,7 @@ pub fn build(
     step("done");
     Ok(SilverDay {
         silver,
+        message_ids,
         quarantine,
         counts,
     })
@@ -591,17 +601,19 @@ pub fn decode(slice: &DataFrame, thresholds: &Thresholds) -> Result<DataFrame, E
 /// columns as dictionaries of their text (`decode`'s text, formatted once per distinct code),
 /// the other string columns dictionary-encoded by value (ids repeat row after row in patient
 /// order), `message_id` and the numbers as they are. One column per task.
-fn file_arrays(slice: &DataFrame, thresholds: &Thresholds) -> Result<Vec<ArrayRef>, EtlError> {
+fn file_arrays(
+    slice: &DataFrame,
+    message_ids: &[Uuid],
+    thresholds: &Thresholds,
+) -> Result<Vec<ArrayRef>, EtlError> {
     let coded = |name: &str| name == "age_group" || TIERED.iter().any(|(_, t)| *t == name);
-    slice
+    let mut arrays = slice
         .columns()
         .par_iter()
         .map(|column| {
             let name = column.name().as_str();
             let series = column.as_materialized_series();
-            let array = if name == "message_id" {
-                message_id_array(series)
-            } else if coded(name) {
+            let array = if coded(name) {
                 let codes = series.i16().map_err(|e| EtlError::polars("Silver", e))?;
                 let text = |code: i16| {
                     if name == "age_group" {
@@ -630,7 +642,9 @@ fn file_arrays(slice: &DataFrame, thresholds: &Thresholds) -> Result<Vec<ArrayRe
             };
             array.map_err(|e| EtlError::polars("Silver", e))
         })
-        .collect()
+        .collect::<Result<Vec<ArrayRef>, EtlError>>()?;
+    arrays.insert(0, uuid_column::uuid_array(message_ids.iter().copied()));
+    Ok(arrays)
 }
 
 /// Quarantine keeps what came in readable by anyone: a column of 16-byte ids becomes their
@@ -657,20 +671,23 @@ fn ids_as_text(frame: &mut DataFrame, name: &str) -> Result<(), EtlError> {
     Ok(())
 }
 
-/// Silver's message ids (16 bytes in memory, `build`) as Parquet UUIDs (`output::uuid_column`).
-fn message_id_array(series: &Series) -> PolarsResult<ArrayRef> {
-    uuid_column::uuid_array_from_binary(&series.rechunk().to_arrow(0, CompatLevel::newest()))
-}
-
 /// Writes in-memory Silver as one Parquet file, a row group at a time with its coded columns
 /// decoded: the text of those seven columns (1.1 GB for a day of ten million rows) never exists
 /// for the whole day at once.
 pub fn write(
     root: &Path,
     relative: String,
-    silver: &DataFrame,
+    day: &SilverDay,
     thresholds: &Thresholds,
 ) -> Result<WrittenFile, EtlError> {
+    let silver = &day.silver;
+    if day.message_ids.len() != silver.height() {
+        return Err(EtlError::Internal(format!(
+            "Silver has {} rows and {} message ids",
+            silver.height(),
+            day.message_ids.len()
+        )));
+    }
     let mut file = HashedFile::create(root, relative)?;
     let path = file.absolute.clone();
     let perr = |e: PolarsError| {
@@ -679,13 +696,25 @@ pub fn write(
             message: e.to_string(),
         })
     };
-    let schema = decode(&silver.slice(0, 0), thresholds)?.schema().clone();
+    // `message_id` first, as text: the writer stores it as a UUID (`lake_with_uuids`).
+    let mut schema = decode(&silver.slice(0, 0), thresholds)?
+        .schema()
+        .as_ref()
+        .clone();
+    schema
+        .insert_at_index(0, "message_id".into(), DataType::String)
+        .map_err(perr)?;
     let mut writer = crate::lake::bronze::measurement_encodings(
         ParallelGroupWriter::lake_with_uuids(&mut file, &schema, uuid_column::UUID_COLUMNS)
             .map_err(perr)?,
     );
     for offset in (0..silver.height()).step_by(ROW_GROUP_ROWS) {
-        let arrays = file_arrays(&silver.slice(offset as i64, ROW_GROUP_ROWS), thresholds)?;
+        let ids = &day.message_ids[offset..(offset + ROW_GROUP_ROWS).min(day.message_ids.len())];
+        let arrays = file_arrays(
+            &silver.slice(offset as i64, ROW_GROUP_ROWS),
+            ids,
+            thresholds,
+        )?;
         writer.write_arrays(&arrays).map_err(perr)?;
     }
     writer.finish().map_err(perr)?;
