@@ -92,9 +92,9 @@ pub fn run(job: &DailyJob<'_>, progress: &dyn Progress) -> Result<Vec<DayReport>
     Ok(reports)
 }
 
-/// Drops `value` on a thread of its own. A day of Silver is ~3 GB in a few hundred blocks;
-/// handing them back to the allocator and the kernel took ~0.5 s (measured: `free`, glibc's
-/// consolidation of small blocks and the kernel's unmapping, after the manifest was written).
+/// Drops `value` on a thread of its own. Handing a day of Silver (~3 GB) back to the allocator
+/// and the kernel took ~0.45 s after the manifest was written (perf: `free`, glibc's
+/// consolidation of small blocks, the kernel's unmapping).
 /// Without a thread to spare, `value` is dropped at once (`spawn` drops the closure it could
 /// not start).
 fn free_in_background<T: Send + 'static>(value: T) -> Option<std::thread::JoinHandle<()>> {
