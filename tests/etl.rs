@@ -242,12 +242,22 @@ fn hand_lake() -> HandLake {
         bronze_frame(&first_file),
     )
     .expect("bronze a");
-    write_parquet(
-        &root,
-        format!("{partition}/part-run-b-0.parquet"),
-        bronze_frame(&[late]),
-    )
-    .expect("bronze b");
+    // The second file's writer spells the ids in capitals: the same patient and device.
+    let mut shouting = bronze_frame(&[late]);
+    for name in ["patient_id", "device_id"] {
+        let upper: Vec<String> = shouting
+            .column(name)
+            .expect("id column")
+            .str()
+            .expect("text")
+            .iter()
+            .map(|t| t.unwrap_or_default().to_uppercase())
+            .collect();
+        shouting
+            .with_column(Column::new(name.into(), upper))
+            .expect("upper-case ids");
+    }
+    write_parquet(&root, format!("{partition}/part-run-b-0.parquet"), shouting).expect("bronze b");
     HandLake {
         _tmp: tmp,
         root,
@@ -304,6 +314,31 @@ fn hand_built_day_gives_the_hand_computed_silver_and_gold() {
         .map(|i| Uuid::from_u128(*i).to_string())
         .collect();
     assert_eq!(ids, expected);
+    // Ids in their canonical text, the capitals of the late record's file included.
+    let texts = |name: &str| -> Vec<String> {
+        silver
+            .column(name)
+            .expect("id column")
+            .str()
+            .expect("text")
+            .iter()
+            .map(|t| t.unwrap_or_default().to_string())
+            .collect()
+    };
+    let (p1, p2, d1) = (
+        lake.p1.to_string(),
+        lake.p2.to_string(),
+        lake.d1.to_string(),
+    );
+    let d2 = Uuid::from_u128(0xd2).to_string();
+    assert_eq!(
+        texts("patient_id"),
+        [&p1, &p1, &p1, &p1, &p1, &p2].map(String::from)
+    );
+    assert_eq!(
+        texts("device_id"),
+        [&d1, &d1, &d1, &d1, &d1, &d2].map(String::from)
+    );
     let groups: Vec<Option<&str>> = silver
         .column("age_group")
         .expect("ag")

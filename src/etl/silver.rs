@@ -182,6 +182,8 @@ pub fn build(
         silver_messages,
         silver_patient,
         patients,
+        silver_device,
+        devices,
         early_rows,
         early_reasons: mut quarantine_reasons,
         mut counts,
@@ -194,7 +196,13 @@ pub fn build(
         .take(&IdxCa::from_vec("".into(), early_rows.clone()))
         .map_err(polars)?;
     drop(bronze_ids);
-    let (ordered, mut quarantine) = take_rows(&mut bronze, silver_rows, early_rows)?;
+    let (patient_ids, device_ids) = rayon::join(
+        || ids_from_codes("patient_id", &patients, &silver_patient),
+        || ids_from_codes("device_id", &devices, &silver_device),
+    );
+    drop(silver_device);
+    let from_plan = vec![patient_ids.map_err(polars)?, device_ids.map_err(polars)?];
+    let (ordered, mut quarantine) = take_rows(&mut bronze, silver_rows, early_rows, from_plan)?;
     drop(bronze);
     quarantine.insert_column(0, early_ids).map_err(polars)?;
     ids_as_text(&mut quarantine, "message_id")?;
@@ -282,17 +290,24 @@ pub fn build(
 /// Bronze's columns the plan reads row by row (besides the strings).
 const KEYS_READ_BY_ROW: [&str; 3] = ["recorded_at", "received_at", "source_offset"];
 
+/// Silver's id columns built from the plan's codes (`ids_from_codes`), not taken from Bronze.
+const IDS_FROM_PLAN: [&str; 2] = ["patient_id", "device_id"];
+
 /// Joins into one chunk each Bronze column that is read row by row: the plan's keys, and the
-/// strings, which `take_rows` gathers (Polars copies every string it gathers from a column in
-/// several chunks). The readings stay in their chunks (one per row group): `take_rows` scatters
-/// them chunk by chunk, and joining them first was a copy of half a gigabyte a day.
+/// strings `take_rows` gathers (Polars copies every string it gathers from a column in several
+/// chunks). The readings stay in their chunks (one per row group): `take_rows` scatters them
+/// chunk by chunk, and joining them first was a copy of half a gigabyte a day. So do the ids
+/// Silver rebuilds from the plan's codes: the plan reads them where they lie.
 fn join_chunks_read_by_row(bronze: &mut DataFrame) -> Result<(), EtlError> {
     let height = bronze.height();
     let columns: Vec<Column> = std::mem::take(bronze)
         .into_columns()
         .into_par_iter()
         .map(|c| {
-            if c.dtype() == &DataType::String || KEYS_READ_BY_ROW.contains(&c.name().as_str()) {
+            let name = c.name().as_str();
+            if (c.dtype() == &DataType::String && !IDS_FROM_PLAN.contains(&name))
+                || KEYS_READ_BY_ROW.contains(&name)
+            {
                 c.rechunk()
             } else {
                 c
@@ -303,15 +318,29 @@ fn join_chunks_read_by_row(bronze: &mut DataFrame) -> Result<(), EtlError> {
     Ok(())
 }
 
+/// A column of ids in Silver order from the plan's codes: each distinct id's text once, and
+/// each row a view of it. Gathering Bronze's text instead (joined into one chunk first) copied
+/// two 16-byte views a row, through cache misses, into views scattered over Bronze's buffers;
+/// these all point into one buffer of a few hundred kilobytes, which later readers keep in
+/// cache. The text is the id's canonical form (lower-case, hyphenated), whatever case Bronze had.
+fn ids_from_codes(name: &str, ids: &[Uuid], codes: &[u32]) -> PolarsResult<Column> {
+    let texts: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let distinct = StringChunked::from_iter_values(name.into(), texts.iter().map(String::as_str));
+    let rows = IdxCa::from_vec("".into(), codes.iter().map(|&c| c as IdxSize).collect());
+    Ok(distinct.take(&rows)?.into_series().into())
+}
+
 /// The Bronze rows in Silver order, and the rows set aside before deduplication. Column by
 /// column, each Bronze column freed once taken, so the day is never held twice; two columns
 /// at a time, so both cores work (one column more in memory). Fixed-width columns are
 /// scattered into Silver order (`scatter`: cache-friendly where a gather is not), the others
-/// gathered.
+/// gathered, but for the columns of `from_plan`, already in Silver order, which take Bronze's
+/// place (only the set-aside rows are taken from Bronze's).
 fn take_rows(
     bronze: &mut DataFrame,
     silver_rows: Vec<IdxSize>,
     early_rows: Vec<IdxSize>,
+    mut from_plan: Vec<Column>,
 ) -> Result<(DataFrame, DataFrame), EtlError> {
     let destinations = super::scatter::Destinations::new(&silver_rows, bronze.height());
     let in_silver_order = |c: &Column, order: &IdxCa| -> PolarsResult<Column> {
@@ -338,12 +367,31 @@ fn take_rows(
             .map(|name| bronze.drop_in_place(name))
             .collect::<PolarsResult<Vec<Column>>>()
             .map_err(|e| EtlError::polars("Silver", e))?;
-        let taken: Vec<PolarsResult<(Column, Column)>> = columns
+        let built = |name: &PlSmallStr| from_plan.iter().any(|c| c.name() == name);
+        let taken: Vec<PolarsResult<(Option<Column>, Column)>> = columns
             .into_par_iter()
-            .map(|c| Ok((in_silver_order(&c, &order)?, c.take(&early)?)))
+            .map(|c| {
+                let in_order = match built(c.name()) {
+                    true => None,
+                    false => Some(in_silver_order(&c, &order)?),
+                };
+                Ok((in_order, c.take(&early)?))
+            })
             .collect();
-        for t in taken {
+        for (name, t) in pair.iter().zip(taken) {
             let (o, e) = t.map_err(|e| EtlError::polars("Silver", e))?;
+            let o = match o {
+                Some(o) => o,
+                None => {
+                    let k = from_plan
+                        .iter()
+                        .position(|c| c.name() == name)
+                        .ok_or_else(|| {
+                            EtlError::Internal(format!("no column {name} built from the plan"))
+                        })?;
+                    from_plan.swap_remove(k)
+                }
+            };
             ordered.push(o);
             set_aside.push(e);
         }

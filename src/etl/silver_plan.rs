@@ -53,6 +53,10 @@ pub struct RowPlan {
     pub silver_patient: Vec<u32>,
     /// The patients of the Silver rows, in id order.
     pub patients: Vec<Uuid>,
+    /// For each Silver row, its device: an index into `devices`.
+    pub silver_device: Vec<u32>,
+    /// The devices of the Silver rows, in id order.
+    pub devices: Vec<Uuid>,
     /// Bronze rows set aside before deduplication, in Bronze order, with their reasons.
     pub early_rows: Vec<IdxSize>,
     pub early_reasons: Vec<String>,
@@ -314,7 +318,7 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
     // are dropped before the sorts: a quarter of a gigabyte for a day of ten million rows.
     let (patients, patient_of) = rank_rows(&patient, &flags);
     drop(patient);
-    let (_, device_of) = rank_rows(&device, &flags);
+    let (devices, device_of) = rank_rows(&device, &flags);
     drop(device);
     step("ranked");
     let offset_in_day = |i: usize| (recorded_at.get(i).unwrap_or(day_start) - day_start) as u32;
@@ -351,6 +355,7 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
     step("silver order");
     let silver_rows: Vec<IdxSize> = keyed.par_iter().map(|&k| k as u32 as IdxSize).collect();
     let silver_patient = keyed.par_iter().map(|&k| (k >> 96) as u32).collect();
+    let silver_device = keyed.par_iter().map(|&k| (k >> 32) as u32).collect();
     let silver_messages = silver_rows
         .par_iter()
         .map(|&row| Uuid::from_u128(message[row as usize]))
@@ -361,6 +366,8 @@ pub fn plan(keys: &BronzeKeys<'_>, day_start: i64, erased: &BTreeSet<String>) ->
         silver_messages,
         silver_patient,
         patients: patients.into_iter().map(Uuid::from_u128).collect(),
+        silver_device,
+        devices: devices.into_iter().map(Uuid::from_u128).collect(),
         early_rows,
         early_reasons,
         counts,
@@ -490,6 +497,12 @@ mod tests {
         assert_eq!(
             plan.patients,
             [P1, P2].map(|p| Uuid::parse_str(p).expect("uuid"))
+        );
+        // Silver rows 2, 1, 3 are on D1, D2, D1.
+        assert_eq!(plan.silver_device, vec![0, 1, 0]);
+        assert_eq!(
+            plan.devices,
+            [D1, D2].map(|d| Uuid::parse_str(d).expect("uuid"))
         );
         assert_eq!(plan.early_rows, vec![5, 6]);
         assert_eq!(
