@@ -6,6 +6,7 @@ pub mod heat_index;
 pub mod measurement;
 pub mod people;
 pub mod quality;
+pub mod rounding;
 pub mod rules;
 pub mod thresholds;
 pub mod time;

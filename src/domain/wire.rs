@@ -110,7 +110,7 @@ pub(crate) fn push_float(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(b"null");
         return;
     }
-    let tenths = (v * 10.0).round();
+    let tenths = super::rounding::round(v * 10.0);
     if tenths.abs() < 1e15 && tenths / 10.0 == v {
         let t = tenths as i64;
         if t < 0 {

@@ -501,8 +501,8 @@ fn enrich(
         reasons |= UNKNOWN_QUALITY_FLAG;
     }
     // Rounded to 0.1 °C, as the alert engine classifies it.
-    let heat_index =
-        heat_index_c(cols.ambient.get(i), cols.humidity.get(i)).map(|h| (h * 10.0).round() / 10.0);
+    let heat_index = heat_index_c(cols.ambient.get(i), cols.humidity.get(i))
+        .map(crate::domain::rounding::round1);
     let mut tiers = [None; TIERED.len()];
     if let Some(g) = age_group {
         for (slot, (vital, _)) in tiers.iter_mut().zip(TIERED) {

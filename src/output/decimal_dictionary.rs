@@ -21,7 +21,7 @@ const MAX_SPAN: i64 = 100_000;
 /// The tenths of `x`, if `x` is exactly a whole number of tenths (as `(y * 10).round() / 10`
 /// makes it) and small enough to count.
 fn tenths(x: f64) -> Option<i64> {
-    let scaled = (x * 10.0).round();
+    let scaled = crate::domain::rounding::round(x * 10.0);
     if !scaled.is_finite() || scaled.abs() > 1e12 {
         return None;
     }

@@ -40,7 +40,33 @@ impl<V> Default for DictionaryColumn<V> {
     }
 }
 
-impl<V: Hash + Eq + Clone> DictionaryColumn<V> {
+/// A dictionary's value: equality, with a shortcut where a row usually repeats the previous
+/// row's very object (a run's source, a device's firmware, a quality flag's static code): the
+/// same pointer is the same text, without comparing bytes (`memcmp` calls from this comparison
+/// were 3 % of `simulate`'s time).
+pub trait DictionaryValue: Hash + Eq + Clone {
+    fn same(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+impl DictionaryValue for &str {
+    fn same(&self, other: &Self) -> bool {
+        std::ptr::eq(*self, *other) || self == other
+    }
+}
+
+impl DictionaryValue for std::sync::Arc<str> {
+    fn same(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(self, other) || self == other
+    }
+}
+
+impl DictionaryValue for String {}
+impl DictionaryValue for uuid::Uuid {}
+impl DictionaryValue for i16 {}
+
+impl<V: DictionaryValue> DictionaryColumn<V> {
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -60,7 +86,7 @@ impl<V: Hash + Eq + Clone> DictionaryColumn<V> {
             .keys
             .last()
             .copied()
-            .filter(|k| self.values.get(*k as usize) == Some(value));
+            .filter(|k| self.values.get(*k as usize).is_some_and(|v| v.same(value)));
         let key = match repeated {
             Some(key) => key,
             None => self.key_of(value),
@@ -75,7 +101,7 @@ impl<V: Hash + Eq + Clone> DictionaryColumn<V> {
             // less than hashing the row's value.
             self.values
                 .iter()
-                .position(|v| v == value)
+                .position(|v| v.same(value))
                 .map(|k| k as u32)
         } else {
             self.index.get(value).copied()

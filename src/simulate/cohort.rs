@@ -194,7 +194,7 @@ fn weight_kg(age: f64, height: f64, genotype: Genotype, z: f64) -> f64 {
 }
 
 fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
+    crate::domain::rounding::round1(x)
 }
 
 /// Builds the whole cohort. Patient `i` depends only on the seed, `i`, the pool size and the

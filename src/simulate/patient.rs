@@ -8,6 +8,7 @@ use super::episodes::Episode;
 use super::record::{Corruption, FaultKind, FaultRecord, SimRecord};
 use super::rng::{self, SimRng, Stream};
 use crate::domain::heat_index::heat_index_c;
+use crate::domain::rounding::{round, round1};
 use crate::domain::time::{UtcMillis, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND};
 use crate::domain::{DeviceStatus, Measurement, QualityFlag, Vitals};
 use rand::RngExt;
@@ -50,10 +51,6 @@ impl Ar1 {
 
 fn gauss(rng: &mut SimRng) -> f64 {
     rng.sample::<f64, _>(StandardNormal)
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -251,9 +248,8 @@ impl PatientSim {
             };
             by_hour * p.activity_propensity * (1.0 - 0.6 * sickness)
         };
-        let activity = (activity_target + self.activity_noise.step(&mut self.rng))
-            .round()
-            .clamp(0.0, 10.0);
+        let activity =
+            round(activity_target + self.activity_noise.step(&mut self.rng)).clamp(0.0, 10.0);
 
         // Hydration balance (%/h): losses grow with heat, activity, fever and heat stress;
         // drinking pulls the level back towards the patient's set point while awake.
@@ -303,9 +299,8 @@ impl PatientSim {
         let respiratory_rate = respiratory_rate + 0.7 * gauss(&mut self.rng);
         spo2 += 0.3 * gauss(&mut self.rng);
         let temperature = temperature + 0.03 * gauss(&mut self.rng);
-        let signal = (90.0 - 2.5 * activity + self.signal_noise.step(&mut self.rng))
-            .round()
-            .clamp(0.0, 100.0);
+        let signal =
+            round(90.0 - 2.5 * activity + self.signal_noise.step(&mut self.rng)).clamp(0.0, 100.0);
 
         // Pain is patient-reported: every few waking hours, far more often during a crisis.
         let report_every_h = if load.voc > 0.1 {
@@ -316,12 +311,13 @@ impl PatientSim {
             4.0
         };
         let pain = (!asleep && self.rng.random::<f64>() < step_h / report_every_h).then(|| {
-            (p.chronic_pain
-                + 8.0 * load.voc
-                + 4.0 * load.acs
-                + 1.0 * load.infection
-                + 0.8 * gauss(&mut self.rng))
-            .round()
+            round(
+                p.chronic_pain
+                    + 8.0 * load.voc
+                    + 4.0 * load.acs
+                    + 1.0 * load.infection
+                    + 0.8 * gauss(&mut self.rng),
+            )
             .clamp(0.0, 10.0) as i32
         });
 
@@ -354,7 +350,7 @@ impl PatientSim {
                 self.dead = false;
             }
         }
-        let battery = self.battery.round() as i32;
+        let battery = round(self.battery) as i32;
         let (device_id, firmware) = self.device_at(t);
         if self.device_in_use != Some(device_id) {
             // The faults file names each span's device, so a span cut short here stays true of
@@ -397,8 +393,8 @@ impl PatientSim {
             self.flatline = Some(Flatline {
                 until: t + len,
                 spo2: Some(round1(spo2.clamp(50.0, 100.0))),
-                heart_rate: Some(heart_rate.round().clamp(20.0, 260.0) as i32),
-                respiratory_rate: Some(respiratory_rate.round().clamp(4.0, 90.0) as i32),
+                heart_rate: Some(round(heart_rate).clamp(20.0, 260.0) as i32),
+                respiratory_rate: Some(round(respiratory_rate).clamp(4.0, 90.0) as i32),
             });
             faults.push(span_fault(
                 FaultKind::Flatline,
@@ -449,8 +445,8 @@ impl PatientSim {
         };
         if wearing {
             vitals.spo2_pct = Some(round1(spo2.clamp(50.0, 100.0)));
-            vitals.heart_rate_bpm = Some(heart_rate.round().clamp(20.0, 260.0) as i32);
-            vitals.respiratory_rate_min = Some(respiratory_rate.round().clamp(4.0, 90.0) as i32);
+            vitals.heart_rate_bpm = Some(round(heart_rate).clamp(20.0, 260.0) as i32);
+            vitals.respiratory_rate_min = Some(round(respiratory_rate).clamp(4.0, 90.0) as i32);
             vitals.temperature_c = Some(round1(temperature.clamp(30.0, 45.0)));
             vitals.hydration_pct = Some(round1(hydration));
             vitals.activity_level = Some(activity as i32);

@@ -357,7 +357,7 @@ fn vital_value(x: &Vitals, v: Vital) -> Option<f64> {
         Vital::RespiratoryRateMin => x.respiratory_rate_min.map(f64::from),
         Vital::HydrationPct => x.hydration_pct,
         Vital::HeatIndexC => heat_index_c(x.ambient_temperature_c, x.relative_humidity_pct)
-            .map(|h| (h * 10.0).round() / 10.0),
+            .map(crate::domain::rounding::round1),
         Vital::AmbientTemperatureC => x.ambient_temperature_c,
     }
 }
@@ -592,7 +592,10 @@ impl<'t> AlertEngine<'t> {
             }
         }
         let reading = Readings {
-            spo2_tenths: m.vitals.spo2_pct.map(|v| (v * 10.0).round() as i64),
+            spo2_tenths: m
+                .vitals
+                .spo2_pct
+                .map(|v| crate::domain::rounding::round(v * 10.0) as i64),
             heart_rate: m.vitals.heart_rate_bpm,
             respiratory_rate: m.vitals.respiratory_rate_min,
         };
