@@ -12,7 +12,7 @@ const WHOLE_FROM: f64 = 4_503_599_627_370_496.0;
 /// `x.round()`, bit for bit (NaN, the infinities and -0.0 included).
 #[inline]
 pub fn round(x: f64) -> f64 {
-    if !(x.abs() < WHOLE_FROM) {
+    if x.is_nan() || x.abs() >= WHOLE_FROM {
         // Whole already, infinite or NaN: `round` gives it back as it is.
         return x;
     }
