@@ -9,7 +9,7 @@
 /// From 2^52 on every double is a whole number.
 const WHOLE_FROM: f64 = 4_503_599_627_370_496.0;
 
-/// `x.round()`, bit for bit (NaN, the infinities and -0.0 included).
+/// `x.round()`, bit for bit (the infinities and -0.0 included; a NaN stays a NaN).
 #[inline]
 pub fn round(x: f64) -> f64 {
     if x.is_nan() || x.abs() >= WHOLE_FROM {
@@ -39,6 +39,11 @@ mod tests {
     use rand::{RngExt, SeedableRng};
 
     fn same(x: f64) {
+        if x.is_nan() {
+            // Which NaN comes back is the library's business (glibc quiets a signalling one).
+            assert!(round(x).is_nan(), "round({x:e})");
+            return;
+        }
         assert_eq!(round(x).to_bits(), x.round().to_bits(), "round({x:e})");
     }
 
