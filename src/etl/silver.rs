@@ -196,9 +196,10 @@ pub fn build(
         .take(&IdxCa::from_vec("".into(), early_rows.clone()))
         .map_err(polars)?;
     drop(bronze_ids);
+    let [patient_column, device_column] = IDS_FROM_PLAN;
     let (patient_ids, device_ids) = rayon::join(
-        || ids_from_codes("patient_id", &patients, &silver_patient),
-        || ids_from_codes("device_id", &devices, &silver_device),
+        || ids_from_codes(patient_column, &patients, &silver_patient),
+        || ids_from_codes(device_column, &devices, &silver_device),
     );
     drop(silver_device);
     let from_plan = vec![patient_ids.map_err(polars)?, device_ids.map_err(polars)?];
@@ -371,9 +372,10 @@ fn take_rows(
         let taken: Vec<PolarsResult<(Option<Column>, Column)>> = columns
             .into_par_iter()
             .map(|c| {
-                let in_order = match built(c.name()) {
-                    true => None,
-                    false => Some(in_silver_order(&c, &order)?),
+                let in_order = if built(c.name()) {
+                    None
+                } else {
+                    Some(in_silver_order(&c, &order)?)
                 };
                 Ok((in_order, c.take(&early)?))
             })
