@@ -147,7 +147,6 @@ impl Simulator {
                 }
             }
         }
-        // A total key, so the order is the same whatever the thread count.
         keyed.sort_unstable_by_key(|(k, _)| *k);
         chunk.order = keyed.into_iter().map(|(_, at)| at).collect();
         Some(chunk)
