@@ -136,8 +136,8 @@ pub fn run(
                 &format!("{}/measurements.csv", layout::LANDING_DIR),
             )?),
             MeasurementFormat::Parquet => {
-                let known = cohort.patients.iter().map(|p| p.patient_id).collect();
-                Box::new(BronzeSink::new(&root, &run_id, "simulate", known))
+                let patients = cohort.patients.iter().map(|p| p.patient_id).collect();
+                Box::new(BronzeSink::new(&root, &run_id, "simulate", patients))
             }
         },
     };

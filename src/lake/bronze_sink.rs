@@ -7,7 +7,6 @@ use crate::output::sink::{MeasurementSink, SinkReport};
 use crate::output::OutputError;
 use crate::simulate::{for_each_fetched, Chunk, SimRecord};
 use rayon::prelude::*;
-use std::collections::HashSet;
 use std::path::Path;
 use uuid::Uuid;
 
@@ -16,16 +15,20 @@ type PatientSet = crate::id_hash::FastSet<Uuid>;
 pub struct BronzeSink {
     writer: BronzeWriter,
     source: std::sync::Arc<str>,
+    /// The reference patients' ids, by patient index (`SimRecord::patient_index`).
+    patients: Vec<Uuid>,
     known_patients: PatientSet,
     offset: i64,
 }
 
 impl BronzeSink {
-    pub fn new(root: &Path, run_id: &str, source: &str, known_patients: HashSet<Uuid>) -> Self {
+    /// A sink for the records of the reference patients `patients`, in patient-index order.
+    pub fn new(root: &Path, run_id: &str, source: &str, patients: Vec<Uuid>) -> Self {
         BronzeSink {
             writer: BronzeWriter::new(root, run_id),
             source: std::sync::Arc::from(source),
-            known_patients: known_patients.into_iter().collect(),
+            known_patients: patients.iter().copied().collect(),
+            patients,
             offset: 0,
         }
     }
@@ -39,7 +42,7 @@ impl BronzeSink {
             r.write_wire(&mut raw);
             let reasons = match wire::parse_json(&raw) {
                 Err(reasons) => reasons,
-                Ok(m) => self.issues(&m, received_at),
+                Ok(m) => self.issues(&m, r.patient_index, received_at),
             };
             if !reasons.is_empty() {
                 return Some(Box::new(Rejected {
@@ -56,7 +59,7 @@ impl BronzeSink {
             }
         }
         let m = &r.measurement;
-        let reasons = self.issues(m, received_at);
+        let reasons = self.issues(m, r.patient_index, received_at);
         (!reasons.is_empty()).then(|| {
             Box::new(Rejected {
                 received_at,
@@ -72,12 +75,18 @@ impl BronzeSink {
         })
     }
 
+    /// `m`'s admission issues; `patient_index` is the index of the patient whose sensor sent it.
     fn issues(
         &self,
         m: &crate::domain::Measurement,
+        patient_index: u32,
         received_at: crate::domain::UtcMillis,
     ) -> Vec<Rejection> {
-        admission_issues(m, received_at, &|id| self.known_patients.contains(id))
+        // The id is nearly always the sending patient's own: one comparison, not a hash lookup.
+        let own = self.patients.get(patient_index as usize);
+        admission_issues(m, received_at, &|id| {
+            own == Some(id) || self.known_patients.contains(id)
+        })
     }
 }
 
