@@ -7,6 +7,7 @@ use super::layout;
 use crate::domain::measurement::Rejection;
 use crate::domain::time::UtcMillis;
 use crate::domain::Measurement;
+use crate::output::decimal_dictionary::ReadingColumn;
 use crate::output::dictionary_column::DictionaryColumn;
 use crate::output::parquet_groups::ParallelGroupWriter;
 use crate::output::uuid_column::{uuid_array, UUID_COLUMNS};
@@ -39,13 +40,13 @@ struct BronzeBuffer {
     patient_id: DictionaryColumn<Uuid>,
     device_id: DictionaryColumn<Uuid>,
     recorded_at: Vec<i64>,
-    spo2_pct: Vec<Option<f64>>,
+    spo2_pct: ReadingColumn,
     heart_rate_bpm: Vec<Option<i16>>,
     respiratory_rate_min: Vec<Option<i16>>,
-    temperature_c: Vec<Option<f64>>,
-    ambient_temperature_c: Vec<Option<f64>>,
-    relative_humidity_pct: Vec<Option<f64>>,
-    hydration_pct: Vec<Option<f64>>,
+    temperature_c: ReadingColumn,
+    ambient_temperature_c: ReadingColumn,
+    relative_humidity_pct: ReadingColumn,
+    hydration_pct: ReadingColumn,
     activity_level: Vec<Option<i16>>,
     pain_scale: Vec<Option<i16>>,
     battery_pct: Vec<Option<i16>>,
@@ -78,28 +79,23 @@ fn time_column(name: &str, ms: Vec<i64>) -> Column {
         .into()
 }
 
-fn i16_column(name: &str, v: &[Option<i16>]) -> Column {
-    Int16Chunked::from_slice_options(name.into(), v)
-        .into_series()
-        .into()
-}
-
-fn f64_column(name: &str, v: &[Option<f64>]) -> Column {
-    Float64Chunked::from_slice_options(name.into(), v)
-        .into_series()
-        .into()
-}
-
-/// A reading column: as a dictionary of its tenths when every value is a whole number of
-/// tenths, as sensors send them (`output::decimal_dictionary`), else as plain floats.
-fn reading_array(name: &str, v: &[Option<f64>]) -> ArrayRef {
-    if let Some(array) = crate::output::decimal_dictionary::one_decimal(v) {
-        return array;
-    }
-    f64_column(name, v)
-        .as_materialized_series()
-        .rechunk()
-        .to_arrow(0, CompatLevel::newest())
+/// A small-integer column as an Arrow array, built in two tight passes (values, then null
+/// bits where there are nulls) rather than through a builder's call per row.
+fn i16_array(v: &[Option<i16>]) -> ArrayRef {
+    use polars_arrow::array::PrimitiveArray;
+    use polars_arrow::bitmap::MutableBitmap;
+    let values: Vec<i16> = v.iter().map(|x| x.unwrap_or(0)).collect();
+    let validity = v.iter().any(Option::is_none).then(|| {
+        v.iter()
+            .map(Option::is_some)
+            .collect::<MutableBitmap>()
+            .freeze()
+    });
+    Box::new(PrimitiveArray::new(
+        ArrowDataType::Int16,
+        values.into(),
+        validity,
+    ))
 }
 
 fn str_column<'s>(name: &str, values: impl Iterator<Item = &'s str>, len: usize) -> Column {
@@ -150,15 +146,16 @@ fn bronze_schema() -> Schema {
 }
 
 /// Calls the macro `$apply` with `BronzeBuffer`'s columns: the plain vectors, then the
-/// dictionaries. One list, so that a column added to the buffer is reserved and appended too.
+/// columns that encode their values as they are pushed (dictionaries, readings). One list, so
+/// that a column added to the buffer is reserved and appended too.
 macro_rules! bronze_buffer_columns {
     ($apply:ident) => {
         $apply!(
-            slices: message_id, recorded_at, spo2_pct, heart_rate_bpm, respiratory_rate_min,
-                temperature_c, ambient_temperature_c, relative_humidity_pct, hydration_pct,
+            slices: message_id, recorded_at, heart_rate_bpm, respiratory_rate_min,
                 activity_level, pain_scale, battery_pct, signal_quality_pct, received_at,
                 source_offset;
-            dictionaries: patient_id, device_id, firmware_version, quality_flag, source
+            encoded: patient_id, device_id, spo2_pct, temperature_c, ambient_temperature_c,
+                relative_humidity_pct, hydration_pct, firmware_version, quality_flag, source
         )
     };
 }
@@ -173,7 +170,7 @@ impl BronzeBuffer {
     fn with_capacity(rows: usize) -> Self {
         let mut buffer = BronzeBuffer::default();
         macro_rules! reserve {
-            (slices: $($plain:ident),*; dictionaries: $($coded:ident),*) => {
+            (slices: $($plain:ident),*; encoded: $($coded:ident),*) => {
                 $(buffer.$plain.reserve(rows);)*
                 $(buffer.$coded.reserve(rows);)*
             };
@@ -213,7 +210,7 @@ impl BronzeBuffer {
     /// Appends rows `rows` of `other` (built on another core), as if they were pushed here.
     fn extend_from(&mut self, other: &BronzeBuffer, rows: std::ops::Range<usize>) {
         macro_rules! extend {
-            (slices: $($plain:ident),*; dictionaries: $($coded:ident),*) => {
+            (slices: $($plain:ident),*; encoded: $($coded:ident),*) => {
                 $(self.$plain.extend_from_slice(&other.$plain[rows.clone()]);)*
                 $(self.$coded.extend_from(&other.$coded, rows.clone());)*
             };
@@ -243,20 +240,17 @@ impl BronzeBuffer {
                     .into_series()
                     .into(),
             ),
-            reading_array("spo2_pct", &self.spo2_pct),
-            arrow(i16_column("heart_rate_bpm", &self.heart_rate_bpm)),
-            arrow(i16_column(
-                "respiratory_rate_min",
-                &self.respiratory_rate_min,
-            )),
-            reading_array("temperature_c", &self.temperature_c),
-            reading_array("ambient_temperature_c", &self.ambient_temperature_c),
-            reading_array("relative_humidity_pct", &self.relative_humidity_pct),
-            reading_array("hydration_pct", &self.hydration_pct),
-            arrow(i16_column("activity_level", &self.activity_level)),
-            arrow(i16_column("pain_scale", &self.pain_scale)),
-            arrow(i16_column("battery_pct", &self.battery_pct)),
-            arrow(i16_column("signal_quality_pct", &self.signal_quality_pct)),
+            self.spo2_pct.into_array(),
+            i16_array(&self.heart_rate_bpm),
+            i16_array(&self.respiratory_rate_min),
+            self.temperature_c.into_array(),
+            self.ambient_temperature_c.into_array(),
+            self.relative_humidity_pct.into_array(),
+            self.hydration_pct.into_array(),
+            i16_array(&self.activity_level),
+            i16_array(&self.pain_scale),
+            i16_array(&self.battery_pct),
+            i16_array(&self.signal_quality_pct),
             self.firmware_version.finish(str_text)?,
             self.quality_flag.finish(str_text)?,
             arrow(time_column("received_at", self.received_at)),
