@@ -132,11 +132,12 @@ pub fn one_decimal(values: &[Option<f64>]) -> Option<ArrayRef> {
     column.reserve(values.len());
     for v in values {
         column.push(*v);
+        if column.exact.is_some() {
+            // Not a dictionary: the caller writes the values as they are.
+            return None;
+        }
     }
-    match column.exact {
-        Some(_) => None,
-        None => dictionary_of_tenths(&column.tenths),
-    }
+    dictionary_of_tenths(&column.tenths)
 }
 
 /// Rows of tenths (`NULL_TENTHS` for a null) as `one_decimal`'s dictionary.

@@ -242,7 +242,7 @@ pub fn generate(cfg: &SimulationConfig) -> Cohort {
         cfg.genotype_mix.iter().map(|(g, w)| (*g, *w)).collect();
     // One shared text per firmware version: Bronze's dictionary of versions then recognises a
     // row's version by its pointer (rows alternate between patients, and comparing the bytes of
-    // equal texts held by different patients was 3 % of `simulate`).
+    // equal texts held by different patients was 2–3 % of `simulate`).
     let firmware_texts: [std::sync::Arc<str>; 3] = FIRMWARE.map(std::sync::Arc::from);
     for i in 0..cfg.patients {
         let mut r = rng::stream(cfg.seed, Stream::Cohort, u64::from(i));

@@ -55,9 +55,9 @@ impl SimRecord {
     /// The record's place in delivery order: by arrival, then patient, then sample number —
     /// a total order, so the output is the same whatever the thread count.
     ///
-    /// Packed into two integers (sorting a window by a four-field tuple was 4 % of `simulate`).
-    /// `copy` needs no place: a resent copy arrives strictly after its original (`resend` is
-    /// at least a second later), so arrival, patient and sample number never tie.
+    /// Packed into two integers, compared in two steps rather than four fields. `copy` needs
+    /// no place: a resent copy arrives strictly after its original (`resend` is at least a
+    /// second later), so arrival, patient and sample number never tie.
     pub fn delivery_key(&self) -> DeliveryKey {
         // Flipping the sign bit maps i64 onto u64 in the same order.
         let arrival = (self.emit_at.0 as u64) ^ (1 << 63);
