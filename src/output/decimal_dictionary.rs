@@ -263,8 +263,9 @@ mod tests {
     #[test]
     fn reading_columns_give_back_what_was_pushed() {
         let tenths = |i: usize| (i % 5 != 2).then(|| (300 + (i * 7) % 90) as f64 / 10.0);
-        let odd = |i: usize| (i % 3 != 1).then(|| 36.85 + i as f64);
-        let cases: [(&str, Box<dyn Fn(usize) -> Option<f64>>); 5] = [
+        let odd = |i: usize| (i % 3 != 1).then_some(36.85 + i as f64);
+        type Rows = Box<dyn Fn(usize) -> Option<f64>>;
+        let cases: [(&str, Rows); 5] = [
             ("tenths", Box::new(tenths)),
             ("floats", Box::new(odd)),
             (
