@@ -240,10 +240,6 @@ pub fn generate(cfg: &SimulationConfig) -> Cohort {
 
     let genotype_weights: Vec<(Genotype, f64)> =
         cfg.genotype_mix.iter().map(|(g, w)| (*g, *w)).collect();
-    // One shared text per firmware version: Bronze's dictionary of versions then recognises a
-    // row's version by its pointer (rows alternate between patients, and comparing the bytes of
-    // equal texts held by different patients was 2–3 % of `simulate`).
-    let firmware_texts: [std::sync::Arc<str>; 3] = FIRMWARE.map(std::sync::Arc::from);
     for i in 0..cfg.patients {
         let mut r = rng::stream(cfg.seed, Stream::Cohort, u64::from(i));
         let patient_id = rng::uuid(&mut r);
@@ -348,7 +344,7 @@ pub fn generate(cfg: &SimulationConfig) -> Cohort {
 
         // Devices: one each; 10 % are replaced at a random time inside the run.
         let first_device = rng::uuid(&mut r);
-        let firmware = firmware_texts[r.random_range(0..2)].clone();
+        let firmware: std::sync::Arc<str> = FIRMWARE[r.random_range(0..2)].into();
         let assigned_from = UtcMillis(created_at.0 + MS_PER_DAY);
         let replaced_at = r.random_bool(0.10).then(|| {
             UtcMillis(
@@ -367,7 +363,7 @@ pub fn generate(cfg: &SimulationConfig) -> Cohort {
         let mut current_device_id = first_device;
         if let Some(at) = replaced_at {
             let second = rng::uuid(&mut r);
-            let fw = firmware_texts[2].clone();
+            let fw: std::sync::Arc<str> = FIRMWARE[2].into();
             cohort.devices.push(Device {
                 device_id: second,
                 model: REPLACEMENT_MODEL.to_string(),
