@@ -99,23 +99,22 @@ impl ReadingColumn {
         }
     }
 
-    /// Every row's value.
+    /// Every row's value, from the tenths (called while `exact` is still `None`).
     fn values(&self) -> Vec<Option<f64>> {
-        match &self.exact {
-            Some(values) => values.clone(),
-            None => self.tenths.iter().map(|k| value_of(*k)).collect(),
-        }
+        self.tenths.iter().map(|k| value_of(*k)).collect()
     }
 
     /// The column as an Arrow array: a dictionary of its tenths (`one_decimal`) when it can
     /// be one, else plain `Float64`.
     pub fn into_array(self) -> ArrayRef {
-        if self.exact.is_none() {
-            if let Some(array) = dictionary_of_tenths(&self.tenths) {
-                return array;
-            }
-        }
-        Box::new(PrimitiveArray::<f64>::from(self.values()))
+        let values = match self.exact {
+            Some(values) => values,
+            None => match dictionary_of_tenths(&self.tenths) {
+                Some(array) => return array,
+                None => self.tenths.iter().map(|k| value_of(*k)).collect(),
+            },
+        };
+        Box::new(PrimitiveArray::<f64>::from(values))
     }
 }
 
